@@ -1,0 +1,1 @@
+"""The course's machinery: MNIST data, the hidden checks, and the `learnkd` command."""

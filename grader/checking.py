@@ -1,0 +1,89 @@
+"""What a hidden check uses to judge a learner's result and to say, in words, what is wrong.
+
+A check fails by raising ``CheckFailed`` with one message written for the learner: what their code
+did, what was expected, and what to do. Never a bare ``assert``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+# Tolerances for comparing a learner's loss with the reference's, both in float32: a correct but
+# different formulation (manual KL, log_target=True, float64 inside) differs by rounding only.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+class CheckFailed(AssertionError):
+    """A check's verdict, in one message for the learner."""
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def fmt(value) -> str:
+    """A number or a small tensor, short enough for one line."""
+    if isinstance(value, Tensor):
+        if value.numel() == 1:
+            return fmt(value.item())
+        flat = value.detach().flatten().tolist()
+        shown = ", ".join(fmt(v) for v in flat[:4])
+        return f"tensor of shape {tuple(value.shape)} [{shown}{', ...' if len(flat) > 4 else ''}]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value)
+
+
+def describe_type(value) -> str:
+    """'a Python float', 'a tensor of shape (4, 10) (torch.float32)', 'None', ..."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)} ({value.dtype})"
+    if value is None:
+        return "None"
+    article = "an" if type(value).__name__[0] in "aeiou" else "a"
+    return f"{article} {type(value).__module__ + '.' if type(value).__module__ != 'builtins' else 'Python '}{type(value).__name__}"
+
+
+def expect_tensor(value, what: str, shape: tuple | None = None) -> Tensor:
+    """``value`` is a floating-point tensor (of ``shape``, if given) with no NaN or infinity."""
+    expect(isinstance(value, Tensor), f"{what} should return a torch.Tensor, but returned {describe_type(value)}.")
+    expect(value.is_floating_point(), f"{what} should return a floating-point tensor, but its dtype is {value.dtype}.")
+    if shape is not None:
+        expect(tuple(value.shape) == tuple(shape),
+               f"{what} should return a tensor of shape {tuple(shape)}, but returned one of shape {tuple(value.shape)}.")
+    bad = ~torch.isfinite(value.detach())
+    if bad.any():
+        kind = "NaN" if torch.isnan(value.detach()).any() else "infinity"
+        where = tuple(bad.nonzero()[0].tolist())
+        raise CheckFailed(f"{what} returned {kind} (first at index {where} of a tensor of shape "
+                          f"{tuple(value.shape)}). Look for exp() of large numbers or log() of 0.")
+    return value
+
+
+def difference(got: Tensor, want: Tensor, rtol: float = RTOL, atol: float = ATOL) -> str | None:
+    """None when ``got`` matches ``want``; otherwise how they differ: values, largest errors, where, tolerance."""
+    got, want = got.detach().double(), want.detach().double()
+    if got.shape != want.shape:
+        return f"got shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    if torch.allclose(got, want, rtol=rtol, atol=atol):
+        return None
+    abs_err = (got - want).abs()
+    rel_err = abs_err / want.abs().clamp_min(1e-12)
+    worst = int(abs_err.flatten().argmax())
+    text = f"got {fmt(got)}, expected {fmt(want)}"
+    if got.numel() > 1:
+        index = tuple(torch.unravel_index(torch.tensor(worst), got.shape)) if got.ndim else ()
+        index = tuple(int(i) for i in index)
+        text += (f"; largest difference at index {index}: got {fmt(got.flatten()[worst].item())}, "
+                 f"expected {fmt(want.flatten()[worst].item())}")
+    text += (f" (absolute error {abs_err.max().item():.3g}, relative error "
+             f"{rel_err.flatten()[worst].item():.3g}; tolerance rtol={rtol:g}, atol={atol:g})")
+    return text
+
+
+def ratio(got: float, want: float) -> float:
+    return got / want if want != 0 else math.inf

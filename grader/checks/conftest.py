@@ -1,0 +1,58 @@
+"""Fixtures every hidden check uses: the grading request, the reference, the learner's submission."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from grader.request import GradingRequest
+from grader.submission import load_submission
+from grader.topics import ALL, topic_names
+
+
+def pytest_addoption(parser):
+    parser.addoption("--learnkd-request", default=None, help="JSON file of a GradingRequest")
+
+
+def pytest_configure(config):
+    for name in topic_names():
+        config.addinivalue_line("markers", f"{name}: a check of the topic '{name}'")
+    config.addinivalue_line("markers", f"{ALL}: end to end on real MNIST, once every topic passes")
+
+
+def pytest_collection_modifyitems(items):
+    # The end-to-end run goes last: it needs to know whether every topic passed.
+    items.sort(key=lambda item: item.get_closest_marker(ALL) is not None)
+
+
+@pytest.fixture(scope="session")
+def options(pytestconfig) -> GradingRequest:
+    path = pytestconfig.getoption("--learnkd-request")
+    if path is None:
+        return GradingRequest()
+    with open(path) as f:
+        return GradingRequest(**json.load(f))
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The reference modules, as ``reference.loss``, ``reference.train``, ..."""
+    from solutions import evaluate, loss, models, train
+
+    return SimpleNamespace(models=models, loss=loss, train=train, evaluate=evaluate)
+
+
+@pytest.fixture(scope="session")
+def submission(options, reference):
+    """The learner's modules, as ``submission.loss``, ...; a file that failed to load fails its checks."""
+    return load_submission(options.path, reference=vars(reference))
+
+
+@pytest.fixture(autouse=True)
+def seeded(options):
+    """Every check starts from the same random state, so learner and reference see the same inputs."""
+    torch.manual_seed(options.seed)
+    yield

@@ -1,0 +1,259 @@
+"""The ``learnkd`` command: a thin click layer that parses, calls the grader's functions, and prints.
+
+Exit codes: 0 when everything selected passes, 1 when a check fails, 2 for usage or environment errors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .topics import ALL, get_topic, topic_names, topics
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+DEVICES = ["cpu", "cuda", "mps"]
+
+
+class UserError(click.ClickException):
+    """A usage or environment problem: one paragraph, exit code 2, no traceback."""
+    exit_code = EXIT_USAGE
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="learnkd")
+def cli():
+    """learnkd: hands-on knowledge distillation on MNIST, with a grader that says what is wrong.
+
+    Fill in the stubs in exercises/, then run `learnkd check` to grade the next topic.
+    """
+
+
+# ---------------------------------------------------------------------------------------------------
+# check
+
+
+def submission_folder(path: Path | None, solutions: bool) -> Path:
+    from .grading import SOLUTIONS, GradingError, find_exercises
+
+    if path and solutions:
+        raise UserError("--path and --solutions both name what to grade: give one of them.")
+    if solutions:
+        return SOLUTIONS
+    if path:
+        if not path.is_dir():
+            raise UserError(f"--path {path}: there is no such folder. Give a folder laid out like exercises/ "
+                            f"(models.py, loss.py, train.py, evaluate.py).")
+        return path.resolve()
+    try:
+        return find_exercises()
+    except GradingError as err:
+        raise UserError(str(err)) from None
+
+
+def progress_bar(progress) -> str:
+    names = topic_names()
+    marks = "  ".join(f"{n} {MARKS[progress.status(n) or 'not started']}" for n in names)
+    done = sum(progress.status(n) == "done" for n in names)
+    width = 16
+    filled = round(width * done / len(names))
+    return f"progress  {marks}   [{'#' * filled}{'.' * (width - filled)}] {done}/{len(names)}"
+
+
+def print_topic(topic, verbose: bool) -> None:
+    from .results import DONE, FAILING, NOT_STARTED
+
+    status, total = topic.status, len(topic.checks)
+    color = {DONE: "green", FAILING: "red", NOT_STARTED: "yellow"}[status]
+    label = "end to end" if topic.name == ALL else topic.name
+    if topic.name == ALL and topic.checks and all(c.status == "skipped" for c in topic.checks):
+        click.echo(f"{label:<10}{click.style('·', fg='yellow')}  skipped: {topic.checks[0].message}")
+        return
+    if status == NOT_STARTED:
+        first = next((c for c in topic.checks if c.not_started), None)
+        reason = first.message.removeprefix("not started: ") if first else "no check ran"
+        click.echo(f"{label:<10}{click.style('·', fg=color)}  not started: {reason}")
+        return
+    click.echo(f"{label:<10}{click.style(MARKS[status], fg=color)}  {topic.passed}/{total} checks")
+    shown = set()
+    for check in topic.checks:
+        if check.passed:
+            if verbose:
+                click.echo(f"  {click.style('✓', fg='green')} {check.name}  ({check.duration:.2f} s)")
+            if check.output:
+                click.echo(check.output)
+            continue
+        if check.status == "skipped":
+            click.echo(f"  · {check.name}: skipped: {check.message}")
+            continue
+        key = check.message
+        if key in shown and not verbose:
+            continue  # one broken file fails many checks with the same message: say it once
+        shown.add(key)
+        same = sum(c.message == key for c in topic.failed)
+        more = f"  ({same} checks)" if same > 1 and not verbose else ""
+        click.echo(f"  {click.style('✗', fg='red')} {check.name}: {check.message}{more}")
+        for frame in check.frames[-3:] if not verbose else check.frames:
+            click.echo(f"      at {frame}")
+        if check.output:
+            click.echo(check.output)
+    if status == FAILING and topic.name != ALL:
+        click.echo(f"  stuck? learnkd hint {topic.name}")
+
+
+MARKS = {"done": "✓", "failing": "✗", "not started": "·"}
+
+
+@cli.command()
+@click.argument("topic", required=False, type=click.Choice([*topic_names(), ALL]))
+@click.option("--path", type=click.Path(path_type=Path), help="Grade this folder (laid out like exercises/) instead of ./exercises.")
+@click.option("--solutions", is_flag=True, help="Grade the reference solutions (for instructors).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results in Gradescope's results.json format to this file.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder holding MNIST/raw/ (default: $LEARNKD_DATA, then a per-user cache; downloaded when missing).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="Where the end-to-end training of `all` runs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the checks and the training.")
+@click.option("--no-cache", is_flag=True, help="Train the teacher of `all` again even when a cached one fits your code.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every check, passing ones too, with full locations.")
+def check(topic, path, solutions, json_file, data_dir, device, seed, no_cache, verbose):
+    """Grade TOPIC (models, loss, train, evaluate, or all); without TOPIC, the next one not done.
+
+    `all` grades every topic, then (once they pass) trains your Teacher, distils your Student and
+    trains the same Student on hard labels on real MNIST, and prints the comparison.
+    """
+    from .grading import GradingError, check_data, check_device, project_of, run_grading
+    from .progress import Progress
+    from .request import GradingRequest
+    from .results import by_topic, gradescope
+
+    folder = submission_folder(path, solutions)
+    progress = None if solutions else Progress(project_of(folder))
+    if topic is None:
+        topic = (progress.next_topic() if progress else None) or ALL
+        click.echo(f"grading the next topic not done: {topic}" if topic != ALL else
+                   "every topic is done: grading all, end to end on MNIST")
+    try:
+        check_device(device)
+        if topic == ALL:
+            check_data(str(data_dir) if data_dir else None)
+    except GradingError as err:
+        raise UserError(str(err)) from None
+    except Exception as err:  # DataError: already one paragraph for the user
+        if type(err).__name__ == "DataError":
+            raise UserError(str(err)) from None
+        raise
+    from .teacher_cache import default_cache_dir
+
+    request = GradingRequest(path=str(folder), topics=[topic], device=device,
+                             data_dir=str(Path(data_dir).resolve()) if data_dir else None, seed=seed,
+                             cache_dir=None if no_cache else str(default_cache_dir()), verbose=verbose)
+    grading = run_grading(request)
+    selected = topic_names() + [ALL] if topic == ALL else [topic]
+    results = by_topic(grading.results, selected)
+    for result in results:
+        print_topic(result, verbose)
+    if grading.crash:
+        click.echo(click.style(f"note: {grading.crash}", fg="red"))
+    if progress:
+        for result in results:
+            if result.name != ALL and result.checks:
+                progress.record(result.name, result.status, result.passed, len(result.checks))
+        progress.save()
+        click.echo(progress_bar(progress))
+    ok = all(r.status == "done" for r in results) and not grading.crash
+    if json_file:
+        summary = f"learnkd check {topic}: " + ", ".join(f"{r.name} {r.status}" for r in results)
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(gradescope(grading.results, grading.seconds, summary), indent=2))
+    if verbose:
+        click.echo(f"graded in {grading.seconds:.1f} s")
+    sys.exit(0 if ok else EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------------------------------
+# progress, hint, reset, list
+
+
+def learner_progress():
+    from .grading import project_of
+    from .progress import Progress
+
+    return Progress(project_of(submission_folder(None, False)))
+
+
+@cli.command("progress")
+def progress_command():
+    """Show each topic's status and checks passed, and an overall bar."""
+    progress = learner_progress()
+    for t in topics():
+        entry = progress.entry(t.name)
+        status = entry.get("status", "not started")
+        counts = f"{entry['passed']}/{entry['total']} checks" if "total" in entry else ""
+        click.echo(f"{t.name:<10}{MARKS.get(status, '·')}  {status:<12}{counts:<14}{t.title}")
+    click.echo(progress_bar(progress))
+    nxt = progress.next_topic()
+    click.echo(f"next: learnkd check {nxt}" if nxt else "every topic is done: learnkd check all")
+
+
+@cli.command()
+@click.argument("topic", type=click.Choice(topic_names()))
+@click.option("--all", "show_all", is_flag=True, help="Show every hint of the topic at once.")
+def hint(topic, show_all):
+    """Show the next hint for TOPIC (one more each time)."""
+    progress = learner_progress()
+    hints = get_topic(topic).hints
+    shown = len(hints) if show_all else progress.show_hint(topic, len(hints))
+    if show_all:
+        progress.data["hints"][topic] = len(hints)
+    for number in range(1, shown + 1):
+        click.echo(f"hint {number}/{len(hints)} ({topic}): {hints[number - 1]}")
+    if shown < len(hints):
+        click.echo(f"(run `learnkd hint {topic}` again for the next one)")
+    else:
+        click.echo("(that was the last hint)")
+    progress.save()
+
+
+@cli.command()
+@click.argument("topic", type=click.Choice(topic_names()))
+def reset(topic):
+    """Put back the original stub of TOPIC's file, after backing up your version."""
+    from .grading import project_of
+    from .stubs import SOLUTIONS, make_stub
+
+    folder = submission_folder(None, False)
+    t = get_topic(topic)
+    target = folder / t.file
+    backup_dir = project_of(folder) / ".learnkd" / "backups"
+    if target.exists():
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        backup = backup_dir / f"{target.stem}-{time.strftime('%Y%m%d-%H%M%S')}{target.suffix}"
+        n = 1
+        while backup.exists():
+            backup = backup.with_name(f"{target.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{n}{target.suffix}")
+            n += 1
+        shutil.copy2(target, backup)
+        click.echo(f"your {t.file} is backed up as {backup}")
+    target.write_text(make_stub((SOLUTIONS / t.file).read_text(), topic, t.file))
+    progress = learner_progress()
+    progress.data["topics"].pop(topic, None)
+    progress.save()
+    click.echo(f"{target} is the original stub again.")
+
+
+@cli.command("list")
+def list_command():
+    """List the topics in course order, with their files."""
+    for number, t in enumerate(topics(), start=1):
+        click.echo(f"{number}. {t.name:<10}exercises/{t.file:<13}{t.title}")
+    click.echo(f"   {ALL:<10}{'(every file)':<23}end to end on real MNIST, once the topics pass")
+
+
+def main() -> None:
+    cli(prog_name="learnkd")
