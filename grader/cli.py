@@ -75,7 +75,7 @@ def print_topic(topic, verbose: bool) -> None:
         return
     if status == NOT_STARTED:
         first = next((c for c in topic.checks if c.not_started), None)
-        reason = first.message.removeprefix("not started: ") if first else "no check ran"
+        reason = first.message.removeprefix("not started: ").removeprefix(f"{topic.name}: ") if first else "no check ran"
         click.echo(f"{label:<10}{click.style('·', fg=color)}  not started: {reason}")
         return
     click.echo(f"{label:<10}{click.style(MARKS[status], fg=color)}  {topic.passed}/{total} checks")

@@ -24,11 +24,19 @@ class Topic:
 
 
 @lru_cache(maxsize=1)
+def _data() -> dict:
+    with open(TOPICS_FILE, "rb") as f:
+        return tomllib.load(f)
+
+
 def topics() -> tuple[Topic, ...]:
     """Every topic, in course order."""
-    with open(TOPICS_FILE, "rb") as f:
-        data = tomllib.load(f)
-    return tuple(Topic(t["name"], t["file"], t["title"], tuple(t["hints"])) for t in data["topic"])
+    return tuple(Topic(t["name"], t["file"], t["title"], tuple(t["hints"])) for t in _data()["topic"])
+
+
+def schedule() -> dict:
+    """The training schedule of the end-to-end runs: batch_size, epochs, lr, T, alpha."""
+    return dict(_data()["schedule"])
 
 
 def topic_names() -> list[str]:

@@ -21,6 +21,17 @@ def pytest_configure(config):
     for name in topic_names():
         config.addinivalue_line("markers", f"{name}: a check of the topic '{name}'")
     config.addinivalue_line("markers", f"{ALL}: end to end on real MNIST, once every topic passes")
+    config.learnkd_failed_topics = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Remember which topics failed: the end-to-end checks run only when none did.
+    report = (yield).get_result()
+    if report.failed:
+        for name in topic_names():
+            if item.get_closest_marker(name):
+                item.config.learnkd_failed_topics.add(name)
 
 
 def pytest_collection_modifyitems(items):

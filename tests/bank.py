@@ -1,0 +1,60 @@
+"""The banks of submissions the grader must judge right: mistaken ones and correct-but-different ones.
+
+tests/mistakes/<topic>/<name>.py and tests/correct/<topic>/<name>.py are each a whole replacement for
+exercises/<topic file>, written as a learner would write it. A mistake's docstring names the check it
+must fail and words its message must contain, on lines of their own:
+
+    check: is averaged over the batch
+    says: reduction='batchmean'
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.grading import run_grading
+from grader.request import GradingRequest
+from grader.results import TopicResult, by_topic
+from grader.stubs import SOLUTIONS
+from grader.topics import get_topic
+
+TESTS = Path(__file__).resolve().parent
+
+
+@dataclass
+class Entry:
+    topic: str
+    path: Path
+    check: str | None = None  # substring of the name of a check it must fail
+    says: str | None = None  # substring of that check's message
+
+    @property
+    def id(self) -> str:
+        return f"{self.topic}/{self.path.stem}"
+
+
+def entries(kind: str) -> list[Entry]:
+    found = []
+    for path in sorted((TESTS / kind).glob("*/*.py")):
+        text = path.read_text()
+        check = re.search(r"^\s*check:\s*(.+?)\s*$", text, re.M)
+        says = re.search(r"^\s*says:\s*(.+?)\s*$", text, re.M)
+        found.append(Entry(path.parent.name, path, check and check.group(1), says and says.group(1)))
+    return found
+
+
+def submission_with(entry: Entry, folder: Path) -> Path:
+    """A copy of the reference with the entry's file in place of its topic's file."""
+    shutil.copytree(SOLUTIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(entry.path, folder / get_topic(entry.topic).file)
+    return folder
+
+
+def grade(folder: Path, topic: str, data_dir: str | None = None) -> TopicResult:
+    grading = run_grading(GradingRequest(path=str(folder), topics=[topic], data_dir=data_dir))
+    assert grading.crash is None, grading.crash
+    [result] = by_topic(grading.results, [topic])
+    return result

@@ -1,0 +1,18 @@
+"""Shared set-up of the project's own tests."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST folder: $LEARNKD_DATA, else ../shared/data beside the project."""
+    folder = Path(os.environ.get("LEARNKD_DATA") or SHARED_DATA)
+    if not (folder / "MNIST" / "raw").is_dir():
+        pytest.fail(f"real MNIST is needed at {folder}/MNIST/raw (set LEARNKD_DATA)")
+    return folder

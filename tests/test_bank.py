@@ -1,0 +1,31 @@
+"""Every mistaken submission fails the right check with the right words; every correct variant passes."""
+
+import pytest
+
+from bank import entries, grade, submission_with
+
+MISTAKES = entries("mistakes")
+CORRECT = entries("correct")
+
+
+def test_the_banks_are_not_empty():
+    assert len(MISTAKES) >= 10 and len(CORRECT) >= 3
+
+
+@pytest.mark.parametrize("entry", MISTAKES, ids=lambda e: e.id)
+def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mnist_dir):
+    assert entry.check and entry.says, f"{entry.path} needs 'check:' and 'says:' lines in its docstring"
+    result = grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir))
+    failed = {c.name: c.message for c in result.failed}
+    assert failed, f"{entry.id}: every check passed"
+    matching = {name: msg for name, msg in failed.items() if entry.check in name}
+    assert matching, f"{entry.id}: no failing check named like {entry.check!r}; failed: {list(failed)}"
+    assert any(entry.says in msg for msg in matching.values()), (
+        f"{entry.id}: the message does not say {entry.says!r}: {matching}")
+
+
+@pytest.mark.parametrize("entry", CORRECT, ids=lambda e: e.id)
+def test_correct_variant_passes_every_check(entry, tmp_path, mnist_dir):
+    result = grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir))
+    assert not result.failed, {c.name: c.message for c in result.failed}
+    assert result.passed == len(result.checks) > 0
