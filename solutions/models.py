@@ -11,8 +11,8 @@ class Teacher(nn.Module):
     """The big model: accurate, slow, and the source of the soft targets.
 
     Must reach 99% test accuracy on MNIST in 3 epochs of `train_model`. A CNN that does:
-    convolutions that halve the image (28 -> 14 -> 7) while widening it (1 -> 32 -> 64 channels),
-    then flatten and a hidden Linear layer. Avoid global average pooling right after the
+    convolutions that halve the image (28 -> 14 -> 7, by stride 2 or max pooling) while widening it
+    (1 -> 16 -> 32 channels), then flatten and a hidden Linear layer of a few hundred units. Avoid global average pooling right after the
     convolutions: it throws away where the strokes are (the seed lab's models did, and got 72%).
     """
 
@@ -21,19 +21,20 @@ class Teacher(nn.Module):
         # TODO(models): build the Teacher's layers; about 400,000 parameters is plenty.
         ### BEGIN SOLUTION
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, kernel_size=5, stride=2, padding=2),  # (B, 32, 14, 14)
-            nn.BatchNorm2d(32),
+            nn.Conv2d(1, 16, kernel_size=5, stride=2, padding=2),  # (B, 16, 14, 14)
+            nn.BatchNorm2d(16),
             nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),  # (B, 64, 7, 7)
-            nn.BatchNorm2d(64),
+            nn.Conv2d(16, 32, kernel_size=3, padding=1),  # (B, 32, 14, 14)
+            nn.MaxPool2d(2),  # (B, 32, 7, 7); pooling before the ReLU gives the same result on 4x fewer values
+            nn.BatchNorm2d(32),
             nn.ReLU(),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(),  # (B, 64 * 7 * 7)
-            nn.Dropout(0.2),
-            nn.Linear(64 * 7 * 7, 128),  # most of the Teacher's parameters live here
+            nn.Flatten(),  # (B, 32 * 7 * 7)
+            nn.Dropout(0.25),
+            nn.Linear(32 * 7 * 7, 256),  # most of the Teacher's ~410,000 parameters live here
             nn.ReLU(),
-            nn.Linear(128, 10),  # (B, 10) logits
+            nn.Linear(256, 10),  # (B, 10) logits
         )
         ### END SOLUTION
 
