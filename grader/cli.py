@@ -6,6 +6,7 @@ Exit codes: 0 when everything selected passes, 1 when a check fails, 2 for usage
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -112,6 +113,8 @@ MARKS = {"done": "✓", "failing": "✗", "not started": "·"}
 @click.argument("topic", required=False, type=click.Choice([*topic_names(), ALL]))
 @click.option("--path", type=click.Path(path_type=Path), help="Grade this folder (laid out like exercises/) instead of ./exercises.")
 @click.option("--solutions", is_flag=True, help="Grade the reference solutions (for instructors).")
+@click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path),
+              help="Grade the exercise cells (tagged learnkd:TOPIC) of this lab notebook instead of ./exercises.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results in Gradescope's results.json format to this file.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -121,7 +124,7 @@ MARKS = {"done": "✓", "failing": "✗", "not started": "·"}
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the checks and the training.")
 @click.option("--no-cache", is_flag=True, help="Train the teacher of `all` again even when a cached one fits your code.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every check, passing ones too, with full locations.")
-def check(topic, path, solutions, json_file, data_dir, device, seed, no_cache, verbose):
+def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, no_cache, verbose):
     """Grade TOPIC (models, loss, train, evaluate, or all); without TOPIC, the next one not done.
 
     `all` grades every topic, then (once they pass) trains your Teacher, distils your Student and
@@ -132,12 +135,16 @@ def check(topic, path, solutions, json_file, data_dir, device, seed, no_cache, v
     from .request import GradingRequest
     from .results import by_topic, gradescope
 
-    folder = submission_folder(path, solutions)
-    progress = None if solutions else Progress(project_of(folder))
+    if notebook and (path or solutions):
+        raise UserError("--notebook, --path and --solutions each name what to grade: give one of them.")
+    folder = None if notebook else submission_folder(path, solutions)
+    progress = None if solutions else Progress(project_of(folder) if folder else notebook.resolve().parent)
     if topic is None:
         topic = (progress.next_topic() if progress else None) or ALL
         click.echo(f"grading the next topic not done: {topic}" if topic != ALL else
                    "every topic is done: grading all, end to end on MNIST")
+    lab = notebook_submission(notebook, topic) if notebook else None
+    folder = lab.folder if lab else folder
     try:
         check_device(device)
         if topic == ALL:
@@ -154,6 +161,8 @@ def check(topic, path, solutions, json_file, data_dir, device, seed, no_cache, v
                              data_dir=str(Path(data_dir).resolve()) if data_dir else None, seed=seed,
                              cache_dir=None if no_cache else str(default_cache_dir()), verbose=verbose)
     grading = run_grading(request)
+    if lab:
+        lab.locate_results(grading.results)  # file:line of the written files -> notebook cells
     selected = topic_names() + [ALL] if topic == ALL else [topic]
     results = by_topic(grading.results, selected)
     for result in results:
@@ -253,6 +262,120 @@ def list_command():
     for number, t in enumerate(topics(), start=1):
         click.echo(f"{number}. {t.name:<10}exercises/{t.file:<13}{t.title}")
     click.echo(f"   {ALL:<10}{'(every file)':<23}end to end on real MNIST, once the topics pass")
+
+
+# ---------------------------------------------------------------------------------------------------
+# notebook
+
+
+def notebook_submission(notebook: Path, topic: str):
+    """The notebook's exercise cells written as a submission folder that lives as long as the command."""
+    import tempfile
+
+    from .notebook import NotebookError, write_submission
+
+    tmp = click.get_current_context().with_resource(tempfile.TemporaryDirectory(prefix="learnkd-notebook-"))
+    try:
+        return write_submission(notebook, Path(tmp) / "exercises", [topic])
+    except NotebookError as err:
+        raise UserError(str(err)) from None
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it (default: learnkd-lab.ipynb, or learnkd-lab-solutions.ipynb with --solutions).")
+@click.option("--solutions", is_flag=True, help="Fill in the exercise cells with the reference (for instructors).")
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+def notebook(out, solutions, force):
+    """Write the lab notebook: the whole lab, with the exercises as cells tagged learnkd:TOPIC.
+
+    Grade its cells with `learnkd check TOPIC --notebook FILE`.
+    """
+    from .notebook import DEFAULT_NAME, write_notebook
+
+    out = out or Path(DEFAULT_NAME.replace(".ipynb", "-solutions.ipynb") if solutions else DEFAULT_NAME)
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists and may hold your work: give another --out, or add --force "
+                        f"to overwrite it.")
+    write_notebook(out, solutions)
+    what = "with the reference solutions filled in" if solutions else "with the exercise stubs"
+    click.echo(f"wrote {out} ({what}); grade it with `learnkd check TOPIC --notebook {out}`")
+
+
+# ---------------------------------------------------------------------------------------------------
+# grade, gradescope-bundle (instructors)
+
+
+def topic_list(text: str) -> list[str]:
+    names = [t for t in re.split(r"[,\s]+", text.strip()) if t]
+    unknown = [t for t in names if t not in [*topic_names(), ALL]]
+    if unknown or not names:
+        raise UserError(f"--topics {text}: name topics among {', '.join([*topic_names(), ALL])}, separated by commas.")
+    return names
+
+
+@cli.command()
+@click.argument("submissions", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <name>/results.json, gradebook.csv and junit.xml.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Submissions graded at once (each in its own process).")
+@click.option("--topics", "topics_text", default=",".join(topic_names()), show_default=True,
+              help="Comma-separated topics to grade; add `all` for the end-to-end run on MNIST (slow).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Wall-clock seconds per submission [default: 120, or 1800 with all].")
+@click.option("--memory", "memory_mb", type=click.IntRange(min=0), default=None,
+              help="Megabytes of address space per submission (RLIMIT_AS); 0: no limit [default: 8192].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding MNIST/raw/ (for all).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where `all` trains.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the checks and the training.")
+def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, device, seed):
+    """Grade a class: each SUBMISSION (a folder like exercises/, a notebook, or a .zip of either) in a
+    process of its own, with a time and a memory limit. Writes a Gradescope results.json per
+    submission, a CSV gradebook and a JUnit XML report into --out. Points: grader/points.toml.
+    """
+    from .classroom import Options, grade_batch, selected_topics
+    from .grading import MEMORY_LIMIT_MB
+
+    chosen = topic_list(topics_text)
+    selected = selected_topics(chosen)
+    options = Options(chosen, jobs, timeout, MEMORY_LIMIT_MB if memory_mb is None else memory_mb, seed,
+                      str(data_dir.resolve()) if data_dir else None, device)
+
+    def done(graded):
+        scores = graded.scores(selected)
+        parts = "  ".join(f"{t} {e:g}/{p:g}" for t, (e, p) in scores.items())
+        total = sum(e for e, _ in scores.values())
+        click.echo(f"{graded.handin.name:<24}{parts}  total {total:g}  ({graded.seconds:.1f} s)")
+        if graded.crash:
+            click.echo(click.style(f"  note: {graded.crash[:300]}", fg="red"))
+
+    batch = grade_batch(list(submissions), out, options, on_done=done)
+    click.echo(f"graded {len(batch)} submissions: {out / 'gradebook.csv'}, {out / 'junit.xml'}, "
+               f"and {out}/<name>/results.json")
+
+
+@cli.command("gradescope-bundle")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for setup.sh, run_autograder, learnkd/ and autograder.zip (upload the zip).")
+@click.option("--topic", type=click.Choice([*topic_names(), ALL]), default=ALL, show_default=True,
+              help="What each submission is graded on.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Ship this MNIST folder (holding MNIST/raw/) in the bundle; else setup.sh downloads it.")
+def gradescope_bundle(out, topic, data_dir):
+    """Write the Gradescope autograder bundle that runs `learnkd check TOPIC --json` per submission."""
+    from .gradescope_bundle import write_bundle
+
+    for path in write_bundle(out, topic, data_dir):
+        click.echo(f"wrote {path}")
+
+
+# reference, report, experiment: the commands that train on MNIST and draw (grader/cli_reference.py)
+from .cli_reference import experiment, reference, report  # noqa: E402
+
+cli.add_command(reference)
+cli.add_command(report)
+cli.add_command(experiment)
 
 
 def main() -> None:

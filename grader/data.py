@@ -104,7 +104,9 @@ def _download(root: Path, how: str) -> None:
         for train in (True, False):
             datasets.MNIST(str(root), train=train, download=True)
     except Exception as err:  # any network or disk failure ends in the same advice
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torchvision says "Error downloading F:\nTried URL, got:\n<urlopen error ...>": first and last lines
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        reason = lines[0].rstrip(":") + (f": {lines[-1]}" if len(lines) > 1 else "")
         raise DataError(
             f"MNIST was not found and could not be downloaded. learnkd looked in {raw_dir(root)} "
             f"({how}) for the four MNIST files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
@@ -138,7 +140,8 @@ def load_raw(split: str, root: Path, how: str = "", download: bool = True) -> tu
 
 def normalise(images: Tensor) -> Tensor:
     """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)`` scaled to [0, 1], then standardised."""
-    return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1)
+    x = images.float()  # one new tensor; the same operations in place give the same values 2x faster
+    return x.div_(255.0).sub_(MEAN).div_(STD).unsqueeze(1)
 
 
 def load_mnist(split: str = "train", data_dir=None, limit: int | None = None,

@@ -78,19 +78,22 @@ def by_topic(results: list[CheckResult], topics: list[str]) -> list[TopicResult]
 
 
 def gradescope(results: list[CheckResult], execution_time: float, summary: str) -> dict:
-    """Gradescope's results.json: one test per check, one point each, tagged with its topic."""
+    """Gradescope's results.json: one test per check, worth its points (grader/points.toml), tagged with its topic."""
+    from .points import points
+
     order = [*topic_names(), ALL]
     tests, counters = [], {}
     for r in results:
+        worth = points(r.id, r.topic)
         if r.status == "skipped" and r.topic == ALL:
             status, score = "failed", 0.0  # skipped end to end: not earned
         else:
-            status, score = ("passed", 1.0) if r.passed else ("failed", 0.0)
+            status, score = ("passed", worth) if r.passed else ("failed", 0.0)
         counters[r.topic] = counters.get(r.topic, 0) + 1
         number = f"{order.index(r.topic) + 1 if r.topic in order else len(order) + 1}.{counters[r.topic]}"
-        tests.append({"name": f"{r.topic}: {r.name}", "number": number, "score": score, "max_score": 1.0,
+        tests.append({"name": f"{r.topic}: {r.name}", "number": number, "score": score, "max_score": worth,
                       "status": status, "output": r.detail() if not r.passed else (r.output or ""),
                       "tags": [r.topic], "visibility": "visible"})
-    return {"score": sum(t["score"] for t in tests), "max_score": float(len(tests)),
+    return {"score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
             "execution_time": round(execution_time, 2), "output": summary, "visibility": "visible",
             "stdout_visibility": "visible", "tests": tests}

@@ -1,9 +1,12 @@
 """The grading process: runs the hidden checks on one submission and writes what each one found.
 
-Started by the CLI as ``python -m grader.runner REQUEST.json RESULTS.jsonl``, in a process of its own
-so that learner code that crashes, hangs or calls ``sys.exit`` cannot take the CLI (or the progress
-file) with it. One JSON line per check is written as soon as the check ends, so a crash loses only
-the check that was running.
+Started by ``grader.grading.run_grading`` as ``python -m grader.runner REQUEST.json``, in a process of
+its own so that learner code that crashes, hangs or calls ``sys.exit`` cannot take the CLI (or the
+progress file) with it. Its settings come on stdin (read, then closed, before any learner code runs):
+the limits it puts on itself, and the pipe and key of the results channel (``grader.channel``). It
+sends the list of checks, then each check's result as soon as the check ends (so a crash loses only
+the check that was running), then an end record. ``grader.guard`` keeps the learner's code away from
+the grader and the reference while it runs.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from pathlib import Path
 
 import pytest
 
+from .channel import CHECK, END, PLAN, Writer
 from .checking import CheckFailed
+from .guard import Guard, drop_stand_ins, hide_reference, message as guard_message
 from .request import GradingRequest
-from .submission import display_path
+from .submission import PACKAGE, display_path
 from .topics import ALL, topic_names
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 CHECK_TIMEOUT_S = 30  # one check; generous for 2 slow cores, short enough that a hang costs little
 STATUS = {"passed": "passed", "failed": "failed", "skipped": "skipped"}
+MESSAGE_LIMIT = 2000  # characters of a learner's exception message that a result keeps
 
 # A stream to the real terminal, for progress of long checks (pytest captures sys.stderr).
 progress_stream = None
@@ -65,17 +71,37 @@ def explain(excinfo, folder: Path) -> dict:
         where = f" It was running {frames[-1].split(': ')[0]} when it was stopped." if frames else ""
         return {"message": f"did not finish within {CHECK_TIMEOUT_S} s: is there a loop that never ends?{where}",
                 "frames": frames, "not_started": False}
+    first = (text.splitlines()[0] if text else "(no message)")[:MESSAGE_LIMIT]
+    if type(err).__name__ in ("Forbidden", "ForbiddenImport"):
+        return {"message": text[:MESSAGE_LIMIT], "frames": frames, "not_started": False}
+    if isinstance(err, SystemExit):
+        return {"message": "your code called sys.exit() (or exit()): a function must return its result; it may "
+                           "not end the program.", "frames": frames, "not_started": False}
+    if isinstance(err, MemoryError) or "can't allocate memory" in first or "DefaultCPUAllocator" in first:
+        return {"message": f"your code ran out of memory{memory_limit()}: is a tensor far bigger than it should "
+                           f"be, or does a list keep growing? ({type(err).__name__}: {first})",
+                "frames": frames, "not_started": False}
     origin = "your code raised" if frames else "the check raised"
-    return {"message": f"{origin} {type(err).__name__}: {text.splitlines()[0] if text else '(no message)'}",
-            "frames": frames, "not_started": False}
+    return {"message": f"{origin} {type(err).__name__}: {first}", "frames": frames, "not_started": False}
+
+
+def memory_limit() -> str:
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return "" if limit == resource.RLIM_INFINITY else f" (the grading process may use {limit / 2**30:.1f} GiB)"
 
 
 class Collector:
-    """A pytest plugin that writes one JSON line per check to ``out``."""
+    """A pytest plugin that sends the list of checks, then each check's result, through the channel."""
 
-    def __init__(self, out, folder: Path):
-        self.out, self.folder = out, folder
+    def __init__(self, channel: Writer, folder: Path, guard: Guard | None = None):
+        self.channel, self.folder, self.guard = channel, folder, guard
         self.failed_topics: set[str] = set()
+        self.planned: dict[str, dict] = {}
+        self.reported: set[str] = set()
+        self.collect_errors = 0
+        self.sticky: str | None = None  # what the learner's code did while loading: it fails every check
 
     @staticmethod
     def topic_of(item) -> str:
@@ -83,6 +109,27 @@ class Collector:
             if item.get_closest_marker(name):
                 return name
         return "other"
+
+    def pytest_collectreport(self, report):
+        self.collect_errors += report.failed
+
+    def pytest_collection_finish(self, session):
+        # Sent before any learner code runs: the grader knows every check even if the run dies.
+        plan = [{"id": item.nodeid, "topic": self.topic_of(item), "name": check_name(item)} for item in session.items]
+        self.planned = {p["id"]: p for p in plan}
+        self.channel.send(PLAN, {"checks": plan})
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        loading = fixturedef.argname == "submission" and self.guard is not None
+        if loading:
+            self.guard.activate()  # the reference is loaded; the learner's modules are next
+        outcome = yield
+        if loading:
+            if outcome.excinfo is None:
+                drop_stand_ins(PACKAGE, outcome.get_result().errors)
+            violations = self.guard.take_violations()
+            self.sticky = self.guard.tampering() or (guard_message(violations[0]) if violations else None)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -96,10 +143,46 @@ class Collector:
                 record.update(explain(call.excinfo, self.folder))
                 self.failed_topics.add(record["topic"])
             elif report.skipped and call.excinfo is not None:
-                record["message"] = str(call.excinfo.value.msg if hasattr(call.excinfo.value, "msg") else call.excinfo.value)
+                frames = learner_frames(call.excinfo.tb, self.folder)
+                if frames:  # pytest.skip() or xfail() called by the learner's code: not a pass
+                    record.update(status="failed", frames=frames,
+                                  message="your code called pytest.skip() or pytest.xfail(): a function must return "
+                                          "its result; it cannot skip the check.")
+                else:
+                    record["message"] = str(call.excinfo.value.msg if hasattr(call.excinfo.value, "msg") else call.excinfo.value)
             record["output"] = getattr(item, "learnkd_output", "")
-            self.out.write(json.dumps(record) + "\n")
-            self.out.flush()
+            item.learnkd_record = record
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        hide_reference()
+        yield
+        record = getattr(item, "learnkd_record", None)
+        if record is None:
+            return
+        if self.guard is not None:  # after teardown: a check's own monkeypatch is undone by then
+            self.sticky = self.sticky or self.guard.tampering()
+            violations = self.guard.take_violations()
+            problem = self.sticky or (guard_message(violations[0]) if violations else None)
+            if problem and (record["status"] != "failed" or "learnkd:" not in record["message"]):
+                record.update(status="failed", message=problem, not_started=False)
+        self.reported.add(item.nodeid)
+        self.channel.send(CHECK, record)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        hide_reference()  # a check may have imported the reference again
+        yield
+
+    def finish(self, code: int) -> None:
+        """A failed result for each check that never ran, then the end record."""
+        missing = [p for i, p in self.planned.items() if i not in self.reported]
+        why = ("the checks were interrupted (KeyboardInterrupt)" if code == 2 else
+               "the test session was stopped early: does your code call pytest.exit()?")
+        for check in missing:
+            self.channel.send(CHECK, {**check, "status": "failed", "duration": 0.0, "message": f"did not run: {why}",
+                                      "frames": [], "not_started": False, "output": ""})
+        self.channel.send(END, {"missing": [p["id"] for p in missing], "why": why if missing else ""})
 
 
 def pytest_args(request: GradingRequest, request_file: str) -> list[str]:
@@ -108,21 +191,51 @@ def pytest_args(request: GradingRequest, request_file: str) -> list[str]:
         markers = [*topic_names(), ALL]
     return [str(CHECKS_DIR), "-m", " or ".join(markers), "--learnkd-request", request_file,
             "-p", "pytest_timeout", "--timeout", str(CHECK_TIMEOUT_S), "--timeout-method", "signal",
-            "-p", "no:cacheprovider", "-p", "no:randomly", "--assert=plain", "-q", "--no-header",
+            "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:debugging", "-p", "no:pastebin",
+            "--assert=plain", "-q", "--no-header",
             "--rootdir", str(CHECKS_DIR), "-c", str(CHECKS_DIR / "pytest.ini")]
+
+
+def read_config() -> dict:
+    """The run's settings, one JSON line on stdin; stdin is then closed, before any learner code runs."""
+    line = sys.stdin.readline()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return json.loads(line)
+
+
+def apply_limits(config: dict) -> None:
+    """Lower this process's own limits, for good (soft and hard), before any learner code runs."""
+    import resource
+
+    for limit, megabytes in ((resource.RLIMIT_AS, config.get("memory_mb")), (resource.RLIMIT_FSIZE, config.get("output_mb"))):
+        if megabytes:
+            value, hard = int(megabytes) * 2**20, resource.getrlimit(limit)[1]
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(limit, (value, value))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def main(argv: list[str]) -> int:
     global progress_stream
-    request_file, results_file = argv
+    request_file = argv[0]
+    config = read_config()
+    apply_limits(config)
     with open(request_file) as f:
         request = GradingRequest(**json.load(f))
     progress_stream = os.fdopen(os.dup(2), "w")  # pytest captures fd 2 during checks; this copy is not
     folder = Path(request.path).resolve()
-    with open(results_file, "w") as out:
-        collector = Collector(out, folder)
-        code = pytest.main(pytest_args(request, request_file), plugins=[collector])
-    return 0 if code in (0, 1, 5) else int(code)
+    channel = Writer(config.pop("fd"), bytes.fromhex(config.pop("key")))
+    guard = Guard(folder, writable=config.get("writable", []), protect=config.get("protect", []))
+    guard.install()
+    collector = Collector(channel, folder, guard)
+    code = pytest.main(pytest_args(request, request_file), plugins=[collector])
+    if code in (0, 1, 5) or (code == 2 and not collector.collect_errors):
+        collector.finish(int(code))
+        code = 0
+    channel.close()
+    return int(code)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def stub_message(topic: str, where: str, filename: str) -> str:
     return f"{topic}: write {where} in exercises/{filename} (stuck? learnkd hint {topic})"
 
 
-def _enclosing_name(tree: ast.Module, lineno: int) -> str:
+def _enclosing_name(tree: ast.Module, lineno: int, filename: str = "") -> str:
     """``Class.method`` or ``function`` whose body holds line ``lineno`` (1-based)."""
     best, best_path = None, ""
 
@@ -50,7 +50,7 @@ def _enclosing_name(tree: ast.Module, lineno: int) -> str:
 
     visit(tree, "")
     if best is None:
-        raise StubError(f"line {lineno}: a solution region must sit inside a function")
+        raise StubError(f"{filename}:{lineno}: a solution region must sit inside a function")
     return best_path
 
 
@@ -67,7 +67,7 @@ def make_stub(source: str, topic: str, filename: str) -> str:
                 raise StubError(f"{filename}:{number}: BEGIN SOLUTION inside the region opened at line {begin_line}")
             begin_line = number
             indent = line[: len(line) - len(line.lstrip())]
-            message = stub_message(topic, _enclosing_name(tree, number), filename)
+            message = stub_message(topic, _enclosing_name(tree, number, filename), filename)
             out.append(f'{indent}raise NotImplementedError("{message}")\n')
         elif marker == END:
             if begin_line is None:

@@ -1,0 +1,100 @@
+"""Hidden checks of the topic `evaluate`: the accuracy of a model on a data set.
+
+The model and data come from grader.diagnose.evaluate: a "model" that reads its logits off the
+image, so the grader knows which examples it gets right, and a data set whose last batch is partial.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import pytest
+import torch
+from torch import Tensor
+
+from grader.checking import CheckFailed, describe_type, expect, fmt
+from grader.diagnose.evaluate import (EVAL_MODE, NO_GRAD, PARTIAL, Lookup, exact_fraction, loader,
+                                      recognise_evaluate, watch)
+
+pytestmark = pytest.mark.evaluate
+
+EXACT = 1e-6  # counts are exact; a float32 mean per batch (a correct formulation) rounds at ~1e-7
+DROPOUT = 0.5  # drops half of the logits in training mode, which changes most predictions
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors on one thread: on a busy machine, two threads wait on each other ~100x longer than they compute."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(submission, reference, model=None, batches=PARTIAL):
+    """The learner's evaluate on the fixed data; an error that a known mistake explains becomes its message."""
+    fn = submission.evaluate.evaluate
+    try:
+        return fn(model if model is not None else Lookup(), loader(batches))
+    except RuntimeError:
+        # argmax over the batch fails on a partial batch (shapes (10,) and (6,)); on full batches of 10 it runs
+        mistake = recognise_evaluate(fn, reference.evaluate.evaluate)
+        if mistake:
+            raise CheckFailed(f"evaluate raised an error on a data set of {sum(s for s, _ in batches)} examples "
+                              f"in batches of {batches[0][0]}. {mistake.says}") from None
+        raise
+
+
+def explain(submission, reference, got, want: float) -> str:
+    mistake = recognise_evaluate(submission.evaluate.evaluate, reference.evaluate.evaluate)
+    head = (f"evaluate returned {fmt(got)} on {sum(s for s, _ in PARTIAL)} examples in batches of "
+            f"{PARTIAL[0][0]} (the last one holds {PARTIAL[-1][0]}), of which the model gets "
+            f"{sum(n for _, n in PARTIAL)} right: expected {want:.6g}.")
+    if mistake:
+        return f"{head} {mistake.says}"
+    return (f"{head} It matches none of the common mistakes (absolute error {abs(float(got) - want):.3g}, "
+            f"tolerance {EXACT:g}): count the correct predictions over all batches and divide by the number "
+            "of examples.")
+
+
+def test_returns_a_float_between_0_and_1(submission, reference):
+    """returns a Python float between 0 and 1"""
+    got = run(submission, reference)
+    if isinstance(got, Tensor):
+        raise CheckFailed(f"evaluate should return a Python float, but returned {describe_type(got)} ({fmt(got)}): "
+                          "turn tensors into Python numbers with .item(), e.g. correct += (predicted == y).sum().item().")
+    if isinstance(got, numbers.Integral):
+        raise CheckFailed(explain(submission, reference, got, exact_fraction()))
+    expect(isinstance(got, float), f"evaluate should return a Python float, but returned {describe_type(got)}.")
+    if not 0.0 <= got <= 1.0:
+        raise CheckFailed(explain(submission, reference, got, exact_fraction()))
+
+
+def test_is_the_fraction_of_all_examples(submission, reference):
+    """is the fraction of all examples right, when the last batch is partial"""
+    got = run(submission, reference)
+    if isinstance(got, Tensor) and got.numel() == 1:
+        got = got.item()  # the type is the other check's business
+    expect(isinstance(got, numbers.Real), f"evaluate should return a Python float, but returned {describe_type(got)}.")
+    want = exact_fraction()
+    if abs(got - want) > EXACT:
+        raise CheckFailed(explain(submission, reference, got, want))
+
+
+def test_puts_the_model_in_eval_mode(submission, reference):
+    """puts the model in eval mode (dropout off)"""
+    model = Lookup(dropout=DROPOUT)
+    calls = watch(model.dropout)  # a submodule's hook runs even when the learner calls model.forward(x)
+    run(submission, reference, model)
+    expect(calls, "evaluate never ran the model: call model(x) on each batch of the loader.")
+    expect(not any(training for training, _ in calls), EVAL_MODE)
+
+
+def test_builds_no_autograd_graph(submission, reference):
+    """builds no autograd graph (runs under torch.no_grad)"""
+    model = Lookup()
+    calls = watch(model.dropout)
+    run(submission, reference, model)
+    expect(calls, "evaluate never ran the model: call model(x) on each batch of the loader.")
+    expect(not any(grad for _, grad in calls), NO_GRAD)
+

@@ -1,0 +1,298 @@
+"""Grading a class: many submissions, each in a grading process of its own with a time and a memory limit.
+
+A submission is a folder laid out like exercises/ (or holding one), a notebook (.ipynb), or a .zip of
+either. Each is copied (or unpacked, or written out from its notebook) into a folder of its own, graded
+by ``run_grading`` like ``learnkd check --path``, and written as a Gradescope results.json. The batch
+gets a CSV gradebook (a row per submission, a column per topic, the total) and a JUnit XML report.
+One that crashes, hangs, eats memory or prints garbage fails its own checks and nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from xml.etree import ElementTree
+
+from .grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, run_grading
+from .points import points
+from .request import GradingRequest
+from .results import CheckResult, by_topic, gradescope
+from .topics import ALL, topic_names, topics
+
+# Wall-clock limit of one submission's topic checks: they take ~5-10 s on 2 busy cores, and a check that
+# loops is stopped after 30 s by pytest-timeout (grader.runner), so two minutes leaves room for one such
+# check and stops a submission that defeats the per-check limit. With `all`, grading.ALL_TIMEOUT_S.
+TOPIC_TIMEOUT_S = 120
+ZIP_LIMIT_BYTES = 100 * 2**20  # unpacked size of one zip: a class's code and notebooks are far smaller
+ZIP_LIMIT_FILES = 2000
+SUBMISSION_FOLDER = "exercises"  # what the graded copy is called: messages say exercises/loss.py:31
+
+
+@dataclass
+class Handin:
+    """One submission as given, and the folder that is graded (or why there is none)."""
+    name: str
+    source: Path
+    folder: Path | None = None
+    notebook: object | None = None  # a grader.notebook.NotebookSubmission, to point results at cells
+    problem: str | None = None
+
+
+@dataclass
+class Graded:
+    handin: Handin
+    results: list[CheckResult] = field(default_factory=list)
+    seconds: float = 0.0
+    crash: str | None = None
+    plan: list[dict] | None = None
+
+    def scores(self, names: list[str]) -> dict[str, tuple[float, float]]:
+        """Topic -> (points earned, points possible)."""
+        found = {}
+        for name in names:
+            checks = [r for r in self.results if r.topic == name]
+            found[name] = (sum(points(r.id, r.topic) for r in checks if r.passed),
+                           sum(points(r.id, r.topic) for r in checks))
+        return found
+
+
+def selected_topics(topic_list: list[str]) -> list[str]:
+    """The topics whose results a run reports: every topic and the end-to-end run for `all`."""
+    return [*topic_names(), ALL] if ALL in topic_list else [t for t in topic_names() if t in topic_list]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preparing a submission
+
+
+def unpack(archive: Path, into: Path) -> None:
+    """Unpack a zip without letting it write outside ``into`` (no absolute paths, '..', links or bombs)."""
+    with zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > ZIP_LIMIT_FILES or sum(m.file_size for m in members) > ZIP_LIMIT_BYTES:
+            raise ValueError(f"it unpacks to more than {ZIP_LIMIT_FILES} files or {ZIP_LIMIT_BYTES // 2**20} MB")
+        for member in members:
+            parts = Path(member.filename.replace("\\", "/")).parts
+            if member.filename.startswith("/") or ".." in parts or stat.S_ISLNK(member.external_attr >> 16):
+                continue
+            target = into.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def find_layout(root: Path) -> Path | None:
+    """The folder under ``root`` holding the most topic files (the shallowest on a tie), else a notebook."""
+    if root.is_file():
+        return root
+    files = {t.file for t in topics()}
+    skip = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
+    folders = {p.parent for p in root.rglob("*.py") if p.name in files and not skip & set(p.parts)}
+    if folders:
+        return min(folders, key=lambda d: (-sum((d / f).is_file() for f in files), len(d.parts), str(d)))
+    notebooks = sorted((p for p in root.rglob("*.ipynb") if not skip & set(p.parts)), key=lambda p: (len(p.parts), str(p)))
+    return notebooks[0] if notebooks else None
+
+
+def copy_code(source: Path, target: Path) -> None:
+    """Copy the regular files of a folder (not links: a link could point at the reference)."""
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_symlink() or "__pycache__" in relative.parts:
+            continue
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        elif path.is_file():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
+    target.mkdir(parents=True, exist_ok=True)
+
+
+def prepare(source: Path, work: Path, name: str, graded: list[str]) -> Handin:
+    """Lay ``source`` out as ``work/<name>/exercises``; Handin.problem says why it could not be."""
+    handin = Handin(name, source)
+    home = work / name
+    home.mkdir(parents=True)
+    try:
+        if source.is_file() and source.suffix.lower() == ".zip":
+            unpack(source, home / "unpacked")
+            source = home / "unpacked"
+        elif not (source.is_dir() or source.suffix.lower() == ".ipynb"):
+            raise ValueError("it is not a folder, a notebook (.ipynb) or a .zip of either")
+        found = find_layout(source)
+        if found is None:
+            raise ValueError("it holds no exercise file (models.py, loss.py, train.py, evaluate.py) and no notebook")
+        folder = home / SUBMISSION_FOLDER
+        if found.suffix.lower() == ".ipynb":
+            from .notebook import NotebookError, write_submission
+
+            try:
+                handin.notebook = write_submission(found, folder, graded)
+            except NotebookError as err:
+                raise ValueError(str(err)) from None
+        else:
+            copy_code(found, folder)
+        handin.folder = folder
+    except (ValueError, zipfile.BadZipFile, OSError, UnicodeError) as err:
+        handin.problem = f"{handin.source.name} could not be graded: {err}"
+    return handin
+
+
+def unique_names(sources: list[Path]) -> list[str]:
+    names, seen = [], set()
+    for source in sources:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.stem if source.is_file() else source.name) or "submission"
+        name, n = base, 2
+        while name in seen:
+            name, n = f"{base}-{n}", n + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grading
+
+
+@dataclass
+class Options:
+    topics: list[str]
+    jobs: int = 1
+    timeout: float | None = None
+    memory_mb: int = MEMORY_LIMIT_MB
+    seed: int = 0
+    data_dir: str | None = None
+    device: str = "cpu"
+
+
+def grade_one(handin: Handin, options: Options, protect: list[Path]) -> Graded:
+    if handin.problem:
+        return Graded(handin, crash=handin.problem)
+    timeout = options.timeout or (ALL_TIMEOUT_S if ALL in options.topics else TOPIC_TIMEOUT_S)
+    request = GradingRequest(path=str(handin.folder), topics=list(options.topics), device=options.device,
+                             data_dir=options.data_dir, seed=options.seed, cache_dir=None)
+    grading = run_grading(request, timeout=timeout, memory_mb=options.memory_mb, quiet=True,
+                          cwd=handin.folder.parent, writable=[], protect=tuple(protect))
+    results = grading.results
+    if handin.notebook is not None:
+        results = handin.notebook.locate_results(results)
+    return Graded(handin, results, grading.seconds, grading.crash, grading.plan)
+
+
+def complete(graded: list[Graded], selected: list[str]) -> None:
+    """Give every submission a result for every check: the same points possible for all of them.
+
+    A run that died before listing its checks (or a submission that could not be prepared) gets the
+    checks another run listed, failed with its reason.
+    """
+    plan = next((g.plan for g in graded if g.plan), None)
+    for g in graded:
+        if plan:
+            have = {r.id for r in g.results}
+            covered = {p["topic"] for p in plan}
+            g.results = [r for r in g.results if not (r.id.endswith("::unfinished") and r.topic in covered)]
+            g.results += [CheckResult(id=p["id"], topic=p["topic"], name=p["name"], status="failed",
+                                      message=g.crash or "did not run") for p in plan if p["id"] not in have]
+        elif not g.results:
+            g.results = [CheckResult(id=f"{t}::unfinished", topic=t, name="the checks ran to the end", status="failed",
+                                     message=g.crash or "did not run") for t in selected]
+
+
+def grade_batch(sources: list[Path], out: Path, options: Options,
+                on_done: Callable[[Graded], None] | None = None) -> list[Graded]:
+    """Grade every submission (``options.jobs`` at a time) and write the results under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    selected = selected_topics(options.topics)
+    graded_topics = topic_names() if ALL in options.topics else options.topics
+    work = Path(tempfile.mkdtemp(prefix="learnkd-grade-"))
+    try:
+        handins = [prepare(Path(s), work, n, graded_topics) for s, n in zip(sources, unique_names(list(map(Path, sources))))]
+        done: dict[str, Graded] = {}
+        with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+            futures = [pool.submit(grade_one, h, options, [work, out.resolve()]) for h in handins]
+            for future in as_completed(futures):
+                graded = future.result()
+                done[graded.handin.name] = graded
+                if on_done:
+                    on_done(graded)
+        batch = [done[h.name] for h in handins]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    complete(batch, selected)
+    write_results(batch, out, selected)
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing the results
+
+
+def summary(graded: Graded, selected: list[str]) -> str:
+    parts = [f"{t.name} {t.status} ({t.passed}/{len(t.checks)})" for t in by_topic(graded.results, selected)]
+    note = f"; note: {graded.crash}" if graded.crash else ""
+    return f"learnkd grade {graded.handin.source.name}: " + ", ".join(parts) + note
+
+
+XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """Text that XML 1.0 can hold: learner output may contain any control character."""
+    return XML_BAD.sub("?", text)
+
+
+def junit(batch: list[Graded]) -> ElementTree.ElementTree:
+    suites = ElementTree.Element("testsuites", name="learnkd")
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    for graded in batch:
+        failures = sum(r.status == "failed" for r in graded.results)
+        skipped = sum(r.status == "skipped" for r in graded.results)
+        suite = ElementTree.SubElement(suites, "testsuite", name=graded.handin.name, tests=str(len(graded.results)),
+                                       failures=str(failures), errors="0", skipped=str(skipped),
+                                       time=f"{graded.seconds:.2f}")
+        for r in graded.results:
+            case = ElementTree.SubElement(suite, "testcase", classname=f"{graded.handin.name}.{r.topic}",
+                                          name=xml_text(r.name), time=f"{r.duration:.3f}")
+            if r.status == "failed":
+                failure = ElementTree.SubElement(case, "failure", message=xml_text(r.message[:500]))
+                failure.text = xml_text(r.detail())
+            elif r.status == "skipped":
+                ElementTree.SubElement(case, "skipped", message=xml_text(r.message[:500]))
+        if graded.crash:
+            ElementTree.SubElement(suite, "system-err").text = xml_text(graded.crash)
+        totals["tests"] += len(graded.results)
+        totals["failures"] += failures
+        totals["skipped"] += skipped
+    for key, value in totals.items():
+        suites.set(key, str(value))
+    return ElementTree.ElementTree(suites)
+
+
+def write_results(batch: list[Graded], out: Path, selected: list[str]) -> None:
+    for graded in batch:
+        folder = out / graded.handin.name
+        folder.mkdir(parents=True, exist_ok=True)
+        report = gradescope(graded.results, graded.seconds, summary(graded, selected))
+        (folder / "results.json").write_text(json.dumps(report, indent=2))
+    with open(out / "gradebook.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "source", *selected, "total", "crash"])
+        possible = batch[0].scores(selected) if batch else {}
+        writer.writerow(["(points possible)", "", *[f"{possible[t][1]:g}" for t in selected],
+                         f"{sum(p for _, p in possible.values()):g}", ""])
+        for graded in batch:
+            scores = graded.scores(selected)
+            writer.writerow([graded.handin.name, graded.handin.source.name, *[f"{scores[t][0]:g}" for t in selected],
+                             f"{sum(e for e, _ in scores.values()):g}", (graded.crash or "")[:300]])
+    tree = junit(batch)
+    ElementTree.indent(tree)
+    tree.write(out / "junit.xml", encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,173 @@
+"""The Gradescope autograder bundle: setup.sh, run_autograder, and learnkd's source to install.
+
+Gradescope unpacks the bundle into /autograder/source, runs setup.sh once (as root, with internet) to
+build the image, then run_autograder once per submission with the learner's files in
+/autograder/submission; whatever run_autograder leaves in /autograder/results/results.json is the grade.
+run_autograder lays the submission out like exercises/ (``prepare`` below, the same as `learnkd grade`),
+runs ``learnkd check TOPIC --path ... --json results.json`` (``--notebook`` for a notebook, so that
+messages name its cells) as an unprivileged user, copies that to /autograder/results/results.json,
+and makes sure a results.json exists even when something failed. Its paths can be moved with
+environment variables ($LEARNKD_AUTOGRADER, $LEARNKD_BIN, $LEARNKD_PYTHON, $LEARNKD_RUN_AS), which the
+project's tests use to run it on a fake /autograder tree.
+
+    python -m grader.gradescope_bundle prepare SUBMISSION WORK RESULTS TOPIC
+    python -m grader.gradescope_bundle ensure-results RESULTS
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+from .grading import ROOT
+from .topics import ALL, topic_names
+
+PROJECT_FILES = ["pyproject.toml", "README.md", "grader", "solutions", "exercises"]
+RUN_AS = "learnkd"  # the user the learner's code runs as on Gradescope: it cannot write the results
+
+SETUP_SH = r"""#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu, with internet).
+set -euo pipefail
+AUTOGRADER="${LEARNKD_AUTOGRADER:-/autograder}"
+SOURCE="$AUTOGRADER/source"
+apt-get update
+apt-get install -y --no-install-recommends python3 python3-venv python3-pip
+python3 -m venv "$AUTOGRADER/venv"
+"$AUTOGRADER/venv/bin/pip" install --upgrade pip
+"$AUTOGRADER/venv/bin/pip" install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+"$AUTOGRADER/venv/bin/pip" install "$SOURCE/learnkd"
+rm -rf "$SOURCE/learnkd"  # the installed copy is the one that runs; the reference is not left lying around
+if [ ! -d "$SOURCE/data/MNIST/raw" ]; then
+    LEARNKD_DATA="$SOURCE/data" "$AUTOGRADER/venv/bin/python" -c \
+        "from grader.data import load_mnist; load_mnist('train'); load_mnist('test')"
+fi
+chmod -R a+rX "$SOURCE/data"
+# The learner's code runs as this user: it may not write /autograder/results or leave processes behind.
+id -u @RUN_AS@ >/dev/null 2>&1 || useradd --system --create-home @RUN_AS@
+"""
+
+RUN_AUTOGRADER = r"""#!/usr/bin/env bash
+# Gradescope runs this once per submission: lay it out like exercises/, grade it, leave results.json.
+set -uo pipefail
+AUTOGRADER="${LEARNKD_AUTOGRADER:-/autograder}"
+PYTHON="${LEARNKD_PYTHON:-$AUTOGRADER/venv/bin/python}"
+LEARNKD="${LEARNKD_BIN:-$AUTOGRADER/venv/bin/learnkd}"
+RUN_AS="${LEARNKD_RUN_AS-@RUN_AS@}"   # empty: run as the current user (tests)
+TOPIC="${LEARNKD_TOPIC:-@TOPIC@}"
+RESULTS="$AUTOGRADER/results/results.json"
+export LEARNKD_DATA="${LEARNKD_DATA:-$AUTOGRADER/source/data}"
+mkdir -p "$AUTOGRADER/results"
+rm -f "$RESULTS"
+WORK="$(mktemp -d)"
+# prepare writes what to grade (--path FOLDER or --notebook FILE) to $WORK/target, one word a line
+if "$PYTHON" -m grader.gradescope_bundle prepare "$AUTOGRADER/submission" "$WORK" "$RESULTS" "$TOPIC"; then
+    mapfile -t TARGET < "$WORK/target"
+    if [ -n "$RUN_AS" ] && [ "$(id -u)" = 0 ]; then
+        chown -R "$RUN_AS" "$WORK"
+        (cd "$WORK" && runuser -u "$RUN_AS" -- "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")
+        runuser -u "$RUN_AS" -- kill -9 -1 2>/dev/null  # anything the submission left running
+    else
+        (cd "$WORK" && "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")
+    fi
+    [ -f "$WORK/results.json" ] && cp "$WORK/results.json" "$RESULTS"
+fi
+"$PYTHON" -m grader.gradescope_bundle ensure-results "$RESULTS"
+rm -rf "$WORK"
+exit 0
+"""
+
+
+def write_bundle(out: Path, topic: str = ALL, data_dir: Path | None = None) -> list[Path]:
+    """Write the bundle's files into ``out`` and zip them as ``out/autograder.zip``; the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
+        path = out / name
+        path.write_text(text.replace("@TOPIC@", topic).replace("@RUN_AS@", RUN_AS))
+        path.chmod(0o755)
+        written.append(path)
+    project = out / "learnkd"
+    if project.exists():
+        shutil.rmtree(project)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif source.is_file():
+            project.mkdir(exist_ok=True)
+            shutil.copy2(source, project / name)
+    written.append(project)
+    if data_dir is not None:
+        raw = Path(data_dir) / "MNIST" / "raw"
+        shutil.copytree(raw, out / "data" / "MNIST" / "raw", dirs_exist_ok=True)
+        written.append(out / "data")
+    archive = out / "autograder.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and path != archive:
+                info = zipfile.ZipInfo.from_file(path, path.relative_to(out).as_posix())
+                with open(path, "rb") as f:
+                    zf.writestr(info, f.read(), zipfile.ZIP_DEFLATED)  # keeps the executable bits
+    written.append(archive)
+    return written
+
+
+def failed_results(message: str) -> dict:
+    return {"score": 0.0, "output": message, "visibility": "visible", "stdout_visibility": "visible", "tests": []}
+
+
+def prepare_submission(submission: Path, work: Path, results: Path, topic: str) -> bool:
+    """Lay the submission out as ``work/exercises`` (or ``work/lab.ipynb``) and write the arguments of
+    `learnkd check` that name it to ``work/target``; when it cannot be, write a results.json saying why."""
+    from .classroom import find_layout, prepare
+
+    graded = topic_names() if topic == ALL else [topic]
+    # Gradescope's submission folder holds the uploaded files; a single zip or notebook is taken as it is.
+    entries = [p for p in submission.iterdir() if not p.name.startswith(".")] if submission.is_dir() else [submission]
+    source = entries[0] if len(entries) == 1 and entries[0].is_file() else submission
+    if source.is_dir() and find_layout(source) is None:
+        zips = sorted(submission.glob("*.zip"))
+        source = zips[0] if zips else source
+    handin = prepare(source, work, "submission", graded)
+    if handin.problem:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(failed_results(handin.problem)))
+        print(handin.problem, file=sys.stderr)
+        return False
+    if handin.notebook is not None:
+        shutil.copyfile(handin.notebook.notebook, work / "lab.ipynb")
+        target = ["--notebook", str(work / "lab.ipynb")]
+    else:
+        shutil.move(str(handin.folder), str(work / "exercises"))
+        target = ["--path", str(work / "exercises")]
+    (work / "target").write_text("\n".join(target) + "\n")
+    return True
+
+
+def ensure_results(results: Path) -> None:
+    """Leave a results.json Gradescope can read, whatever happened before."""
+    try:
+        json.loads(results.read_text())
+    except (OSError, ValueError):
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(failed_results(
+            "The autograder could not grade this submission (it stopped before writing its results). "
+            "Check that it holds models.py, loss.py, train.py and evaluate.py, or the lab notebook, and submit again; "
+            "if it keeps happening, tell your instructor.")))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["prepare"] and len(argv) == 5:
+        return 0 if prepare_submission(Path(argv[1]), Path(argv[2]), Path(argv[3]), argv[4]) else 1
+    if argv[:1] == ["ensure-results"] and len(argv) == 2:
+        ensure_results(Path(argv[1]))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

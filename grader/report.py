@@ -1,0 +1,193 @@
+"""The reference run and the learner's report: the pipeline over seeds, its table, its JSON, its wording.
+
+`learnkd reference` runs ``run_report`` with the reference solutions, `learnkd report` with the learner's
+exercises; both write ``report.json`` (schema below) and the figures of ``grader.plots`` into one folder.
+
+report.json, schema "learnkd-report/1" (a stat is {"mean", "std", "values"}: one value per seed, std is the
+sample standard deviation, 0 for one seed; accuracies and agreement are fractions in [0, 1]):
+
+    schema, kind ("reference" | "report"), code (folder of the code run), created (ISO time),
+    environment {torch, device, threads, platform}, schedule {batch_size, epochs, lr, T, alpha},
+    train_examples, test_examples, seeds [int], total_seconds (the trainings and measurements, all seeds),
+    models {teacher | student_distilled | student_hard: {
+        name, parameters, size_kb, accuracy stat, agreement stat, latency_ms_batch_1 stat,
+        latency_ms_batch_1000 stat, train_seconds stat, confusion (10 x 10 counts of the first seed,
+        rows true digit, columns predicted), runs [one per seed: ModelReport.to_dict()]}},
+    distillation_gain {points stat (distilled minus hard-label accuracy, in percentage points), measurable
+        (bool), text (the sentence printed under the table)},
+    figures {name: file name in the same folder}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+from .pipeline import DISTILLED, HARD, LATENCY_BATCHES, TEACHER, ModelReport, run_pipeline
+
+SCHEMA = "learnkd-report/1"
+KEYS = {TEACHER: "teacher", DISTILLED: "student_distilled", HARD: "student_hard"}
+# Below this many percentage points, two test accuracies of one seed each are not told apart: on 10,000
+# test images a 98.5% accuracy has a binomial standard error of 0.12 points, and the same recipe with
+# another seed moves by 0.1-0.2 points (benchmarks/). With several seeds the spread of the gain counts too.
+NOISE_POINTS = 0.3
+EXPERIMENT_HINT = ("Soft labels make the difference when labels are scarce: `learnkd experiment data` trains "
+                   "the Student on 1,000 labelled images with and without the teacher, and `learnkd experiment "
+                   "missing-digit` hides every 3 from it.")
+
+
+@dataclass
+class Run:
+    """A report's runs: one dict of ModelReports per seed; the first seed's keep their models for the figures."""
+    seeds: list[int]
+    runs: list[dict[str, ModelReport]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_report(code: SimpleNamespace, seeds: list[int], data_dir=None, device: str = "cpu",
+               epochs: int | None = None, limit: int | None = None, stream=None,
+               log: Callable[[str], None] = lambda text: None) -> Run:
+    """The pipeline once per seed, measuring curves; the first seed keeps its models and logits."""
+    run = Run(list(seeds))
+    start = time.perf_counter()
+    for number, seed in enumerate(seeds):
+        prefix = f"seed {seed} ({number + 1}/{len(seeds)}): " if len(seeds) > 1 else ""
+        run.runs.append(run_pipeline(code, data_dir=data_dir, device=device, seed=seed, epochs=epochs,
+                                     stream=stream, log=lambda text: log(prefix + text), limit=limit,
+                                     curves=True, keep=number == 0))
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def stat(values: list[float]) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def confusion(true, predicted, classes: int = 10) -> list[list[int]]:
+    """Counts[true digit][predicted digit]."""
+    counts = [[0] * classes for _ in range(classes)]
+    for t, p in zip(true.tolist(), predicted.tolist()):
+        counts[t][p] += 1
+    return counts
+
+
+def summarise(run: Run, kind: str, code_folder: str, schedule: dict, train_examples: int, y_test,
+              device: str = "cpu") -> dict:
+    """The report as JSON values (schema "learnkd-report/1", see the module docstring)."""
+    import torch
+
+    models = {}
+    for name, key in KEYS.items():
+        reports = [r[name] for r in run.runs]
+        first = reports[0]
+        models[key] = {
+            "name": name, "parameters": first.parameters, "size_kb": first.size_kb,
+            "accuracy": stat([r.accuracy for r in reports]),
+            "agreement": stat([r.agreement for r in reports]),
+            **{f"latency_ms_batch_{b}": stat([r.latency_ms[b] for r in reports]) for b in LATENCY_BATCHES},
+            "train_seconds": stat([r.train_seconds for r in reports]),
+            "confusion": confusion(y_test, first.logits.argmax(dim=1)) if first.logits is not None else None,
+            "runs": [r.to_dict() for r in reports],
+        }
+    gains = [100 * (r[DISTILLED].accuracy - r[HARD].accuracy) for r in run.runs]
+    summary = {
+        "schema": SCHEMA, "kind": kind, "code": str(code_folder), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "environment": {"torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
+                        "platform": platform.platform()},
+        "schedule": dict(schedule), "train_examples": train_examples, "test_examples": len(y_test),
+        "seeds": list(run.seeds), "total_seconds": run.seconds, "models": models,
+        "distillation_gain": {"points": stat(gains)}, "figures": {},
+    }
+    measurable, text = verdict(summary)
+    summary["distillation_gain"].update(measurable=measurable, text=text)
+    return summary
+
+
+def noise_points(gain: dict) -> float:
+    """How far the distillation gain must be from 0 to count: NOISE_POINTS, or twice its standard error."""
+    n = len(gain["values"])
+    return max(NOISE_POINTS, 2 * gain["std"] / math.sqrt(n)) if n > 1 else NOISE_POINTS
+
+
+def verdict(summary: dict) -> tuple[bool, str]:
+    """What the figures show, in words: whether distillation measurably helped, and what the Student costs."""
+    m = summary["models"]
+    teacher, distilled, hard = m["teacher"], m["student_distilled"], m["student_hard"]
+    gain = summary["distillation_gain"]["points"]
+    threshold = noise_points(gain)
+    measurable = abs(gain["mean"]) > threshold
+    n = len(summary["seeds"])
+    seeds = f"mean of {n} seeds" if n > 1 else "one seed"
+    acc = lambda model: f"{model['accuracy']['mean']:.2%}"  # noqa: E731
+    slower = distilled["train_seconds"]["mean"] / max(hard["train_seconds"]["mean"], 1e-9)
+    data = f"{summary['train_examples']:,} training images"
+    if not measurable:
+        claim = (f"On {data} the distilled Student ({acc(distilled)}) and the same Student trained on hard "
+                 f"labels only ({acc(hard)}) are {abs(gain['mean']):.2f} points apart ({seeds}), within the "
+                 f"run-to-run noise of about {threshold:.1f} points: distillation gives no measurable gain here, "
+                 f"and distilling took {slower:.1f}x as long (every batch also goes through the teacher). "
+                 "Here the hard labels already teach this Student as much as the teacher does.")
+    elif gain["mean"] > 0:
+        claim = (f"On {data} distillation helped: the distilled Student reached {acc(distilled)}, "
+                 f"{gain['mean']:.2f} points above the same Student on hard labels only ({acc(hard)}; {seeds}, "
+                 f"noise about {threshold:.1f} points), for {slower:.1f}x the training time.")
+    else:
+        claim = (f"On {data} distillation hurt: the distilled Student reached {acc(distilled)}, "
+                 f"{-gain['mean']:.2f} points below the same Student on hard labels only ({acc(hard)}; {seeds}, "
+                 f"noise about {threshold:.1f} points)."
+                 + (" Check T and alpha, and that distill keeps the teacher in eval mode." if summary["kind"] == "report"
+                    else ""))
+    ratio = teacher["parameters"] / max(distilled["parameters"], 1)
+    speed = teacher["latency_ms_batch_1"]["mean"] / max(distilled["latency_ms_batch_1"]["mean"], 1e-9)
+    cost = (f"The Student has {ratio:.0f}x fewer parameters than the Teacher ({distilled['size_kb']:.0f} KB "
+            f"against {teacher['size_kb']:.0f} KB on disk), answers one image {speed:.1f}x faster on the CPU, "
+            f"and gives the teacher's answer on {distilled['agreement']['mean']:.1%} of the test images; the "
+            f"Teacher reached {acc(teacher)}.")
+    return measurable, f"{claim} {cost} {EXPERIMENT_HINT}"
+
+
+def cell(s: dict, fmt: str, scale: float = 1.0) -> str:
+    """A stat as 'mean' or 'mean ± std' when there are several seeds."""
+    text = format(s["mean"] * scale, fmt)
+    return text + (f" ± {format(s['std'] * scale, fmt)}" if len(s["values"]) > 1 else "")
+
+
+COLUMNS = ["model", "test accuracy (%)", "parameters", "size (KB)", "latency 1 image (ms)",
+           "latency 1000 images (ms)", "agrees with teacher (%)", "training (s)"]
+
+
+def table_rows(summary: dict) -> list[list[str]]:
+    rows = []
+    for model in summary["models"].values():
+        rows.append([model["name"], cell(model["accuracy"], ".2f", 100), f"{model['parameters']:,}",
+                     f"{model['size_kb']:.1f}", cell(model["latency_ms_batch_1"], ".2f"),
+                     cell(model["latency_ms_batch_1000"], ".0f"), cell(model["agreement"], ".1f", 100),
+                     cell(model["train_seconds"], ".1f")])
+    return rows
+
+
+def format_table(summary: dict, markdown: bool = False) -> str:
+    """The comparison as aligned text (or a Markdown table, for the README)."""
+    rows = table_rows(summary)
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(COLUMNS))]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(COLUMNS)] + [line(row) for row in rows])
+
+
+def write_json(summary: dict, folder: Path) -> Path:
+    path = Path(folder) / "report.json"
+    path.write_text(json.dumps(summary, indent=2))
+    return path

@@ -1,0 +1,35 @@
+"""The Student goes from its convolutions straight into a Linear layer, without flattening.
+
+check: maps a batch of B images (B, 1, 28, 28) to (B, 10) logits [Student-B=16]
+says: Add nn.Flatten()
+"""
+
+from torch import nn
+
+
+class Teacher(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Student(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Linear(16 * 7 * 7, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
