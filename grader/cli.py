@@ -343,6 +343,9 @@ def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, dev
                       str(data_dir.resolve()) if data_dir else None, device)
 
     def done(graded):
+        if graded.handin.problem:
+            click.echo(f"{graded.handin.name:<24}" + click.style(graded.handin.problem, fg="red"))
+            return
         scores = graded.scores(selected)
         parts = "  ".join(f"{t} {e:g}/{p:g}" for t, (e, p) in scores.items())
         total = sum(e for e, _ in scores.values())

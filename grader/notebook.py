@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .stubs import BEGIN, END, SOLUTIONS, make_stub, stub_files
-from .topics import ALL, get_topic, schedule, topic_names, topics
+from .topics import ALL, schedule, topic_names, topics
 
 TAG_PREFIX = "learnkd:"  # an exercise cell's tag is TAG_PREFIX + topic name
 NBFORMAT = 4  # the notebook format version written and read (Jupyter's since 2015)
@@ -651,8 +651,8 @@ names = list(results)
 accuracies = [results[name][1] for name in names]
 bars = right.bar(names, accuracies, color=["tab:blue", "tab:green", "tab:orange"])
 for bar, name in zip(bars, names):
-    right.annotate(f"{parameter_count(results[name][0]):,} params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                   ha="center", va="bottom")
+    top_middle = (bar.get_x() + bar.get_width() / 2, bar.get_height())
+    right.annotate(f"{parameter_count(results[name][0]):,} params", top_middle, ha="center", va="bottom")
 right.set_ylim(min(accuracies) - 0.05, 1.0)
 right.set_ylabel("test accuracy")
 right.set_title("test accuracy")

@@ -207,8 +207,9 @@ def experiment_figure(result: dict, path: Path) -> str:
             continue
         ax.errorbar(xs, means, yerr=stds if any(stds) else None, fmt=style, color=color, capsize=3, label=name)
         for x, y in zip(xs, means):
-            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
-                        color=color)
+            below = name == "hard labels"  # the baseline's values under its points, the others' above
+            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, -13 if below else 7),
+                        ha="center", fontsize=8, color=color)
     if result.get("log_x"):
         ax.set_xscale("log")
         ax.set_xticks([p["x"] for p in next(iter(result["series"].values()))])

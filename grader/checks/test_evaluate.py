@@ -62,7 +62,8 @@ def test_returns_a_float_between_0_and_1(submission, reference):
     got = run(submission, reference)
     if isinstance(got, Tensor):
         raise CheckFailed(f"evaluate should return a Python float, but returned {describe_type(got)} ({fmt(got)}): "
-                          "turn tensors into Python numbers with .item(), e.g. correct += (predicted == y).sum().item().")
+                          "turn tensors into Python numbers with .item(), e.g. "
+                          "correct += (predicted == y).sum().item().")
     if isinstance(got, numbers.Integral):
         raise CheckFailed(explain(submission, reference, got, exact_fraction()))
     expect(isinstance(got, float), f"evaluate should return a Python float, but returned {describe_type(got)}.")

@@ -80,8 +80,8 @@ def in_place_refused(name: str = "student_logits", short: str = "s"):
     except RuntimeError as err:
         if "in-place" not in str(err):
             raise
-        raise CheckFailed(f"PyTorch refused an in-place operation on {name}: distillation_loss "
-                          + IN_PLACE.format(name=name, short=short)) from None
+        raise CheckFailed(f"distillation_loss tried to change {name} in place, which PyTorch refuses for a tensor "
+                          "that requires a gradient: " + IN_PLACE.format(name=name, short=short)) from None
 
 
 def describe(value) -> str:
@@ -276,7 +276,8 @@ def test_leaves_its_inputs_unchanged(submission):
     submission.loss.distillation_loss(s, t, y, T=4.0, alpha=0.7)
     for (name, before), after in zip(copies.items(), (s, t, y)):
         short = {"student_logits": "s", "teacher_logits": "t", "labels": "y"}[name]
-        expect(torch.equal(before, after), "distillation_loss " + IN_PLACE.format(name=name, short=short))
+        expect(torch.equal(before, after), f"distillation_loss changed {name} in place (its values after the call "
+               "differ from before): " + IN_PLACE.format(name=name, short=short))
 
 
 def test_is_finite_and_right_for_confident_logits(submission, reference):
@@ -295,4 +296,4 @@ def test_is_finite_and_right_for_confident_logits(submission, reference):
         got, want = scalar_loss(out, batch=len(s)), ref(s, t, y, T=1.0, alpha=alpha)
         if difference(got, want) is not None:
             where = f"logits near {CONFIDENT_GAP:g}, T=1 and alpha={alpha:g}"
-        raise CheckFailed(wrong_loss(fn, ref, where, got, want))
+            raise CheckFailed(wrong_loss(fn, ref, where, got, want))

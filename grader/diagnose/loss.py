@@ -87,8 +87,12 @@ LOSS_MISTAKES = [
     Mistake("T ignored", f"The T argument is ignored: your loss is the same for every T, as if T were always "
             f"{DEFAULT_T:g}; use the T that the caller passes (no fixed number inside the function).",
             _variant(fixed_T=DEFAULT_T)),
+    Mistake("T never used", "The T argument is never used: your loss is the plain T=1 loss whatever T is; divide "
+            "both the student's and the teacher's logits by T in the soft term and multiply that term by T**2.",
+            _variant(fixed_T=1.0)),
     Mistake("alpha ignored", f"The alpha argument is ignored: your loss is the same for every alpha, as if alpha "
-            f"were always {DEFAULT_ALPHA:g}; use the alpha that the caller passes.", _variant(fixed_alpha=DEFAULT_ALPHA)),
+            f"were always {DEFAULT_ALPHA:g}; use the alpha that the caller passes.",
+            _variant(fixed_alpha=DEFAULT_ALPHA)),
 ]
 
 # Given on a float (.item()) or on a per-example loss; checked by type and shape, not by value.
@@ -100,9 +104,8 @@ RETURNED_VECTOR = ("it returned a tensor of shape {shape}, one loss per example,
 OVERFLOW = ("it is right for ordinary logits but gives {kind} for confident ones: torch.log(softmax(x)) takes "
             "log(0) = -inf once a probability underflows, and exp() of large logits overflows to inf. Use "
             "F.log_softmax(x / T, dim=1), which computes the log-probabilities stably.")
-IN_PLACE = ("changed {name} in place (its values after the call differ from before): an in-place "
-            "operation such as `{name} /= T` or `.div_(T)` modifies the caller's tensor. Compute a new tensor "
-            "instead: `{short} = {name} / T`.")
+IN_PLACE = ("an in-place operation such as `{name} /= T` or `{name}.div_(T)` modifies the caller's tensor; "
+            "compute a new tensor instead: `{short} = {name} / T`.")
 
 
 def loss_probes() -> list[Probe]:

@@ -146,14 +146,14 @@ def pooling_problem(cls: str, model: nn.Module, x: Tensor) -> str | None:
                       and inp[2] * inp[3] > 1 and out[2] * out[3] == 1), None)
         if maker is not None and not isinstance(maker[1], POOLING):
             return None  # a convolution as wide as the maps: a Linear layer in disguise, not pooling
-        where = f"its layer {maker[0]}, {type(maker[1]).__name__}" if maker else "in forward"
+        where = f"with its layer {maker[0]}, {type(maker[1]).__name__}," if maker else "in forward"
         channels = last[1]
     elif features == last[1]:
-        where, channels = "in forward, before the first Linear layer", last[1]
+        where, channels = "in forward", last[1]
     else:
         return None
-    return (f"{cls}() averages each of its {channels} feature maps down to one number ({where}) before the Linear "
-            "layer, which throws away where the strokes are, so it cannot tell the digits apart well (the seed lab's "
+    return (f"{cls}() averages each of its {channels} feature maps down to one number {where} before its first "
+            "Linear layer, which throws away where the strokes are, so it cannot tell the digits apart well (the seed lab's "
             "models did this and reached 72% and 32%). Flatten the maps instead: shrink them with stride 2 or max "
             "pooling to 7 x 7, then nn.Flatten() and Linear(channels * 7 * 7, ...).")
 

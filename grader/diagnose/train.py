@@ -346,6 +346,10 @@ def _times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
+def _plural_es(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 'es'}"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -369,14 +373,7 @@ def gradient_problem(trace: Trace) -> str | None:
         return backward_problem(trace)
     kept = [i for i, b in enumerate(backwards)
             if b.accumulated is not None and not _close(b.accumulated, b.fresh)]
-    # cleared between backward and step: at step time .grad is gone though the last backward brought one
-    wiped, last = 0, None
-    for event in trace.events:
-        if isinstance(event, Backward):
-            last = event
-        elif isinstance(event, Step) and last is not None and not _is_zero(last.fresh):
-            wiped += _is_zero(event.grad)
-    steps = trace.of(Step)
+    wiped, steps = _wiped_steps(trace), trace.of(Step)
     if steps and wiped == len(steps):
         return (f"{fn} clears the gradients between loss.backward() and optimizer.step(), so every step finds them "
                 "at zero and changes nothing: call optimizer.zero_grad() before loss.backward() (or after "
@@ -402,6 +399,17 @@ def gradient_problem(trace: Trace) -> str | None:
             "optimizer.zero_grad() for every batch, before loss.backward().")
 
 
+def _wiped_steps(trace: Trace) -> int:
+    """Steps that found .grad cleared (None or zero) although the backward pass before them brought one."""
+    wiped, last = 0, None
+    for event in trace.events:
+        if isinstance(event, Backward):
+            last = event
+        elif isinstance(event, Step) and last is not None and not _is_zero(last.fresh):
+            wiped += _is_zero(event.grad)
+    return wiped
+
+
 def step_problem(trace: Trace) -> str | None:
     """No optimizer step, steps that miss batches, the wrong parameters, or a new optimizer per batch."""
     fn, owner = trace.function, _owner(trace)
@@ -422,7 +430,7 @@ def step_problem(trace: Trace) -> str | None:
     if len(steps) < len(backwards):
         if len(steps) == len(trace.epochs_of(Backward)) and len(steps) > 0:
             return (f"{fn} calls optimizer.step() once per epoch, after the batch loop, instead of after every "
-                    f"batch ({_plural(len(steps), 'step')} for {_plural(len(backwards), 'batch')}): indent "
+                    f"batch ({_plural(len(steps), 'step')} for {_plural_es(len(backwards), 'batch')}): indent "
                     "optimizer.step() into the batch loop, right after loss.backward().")
         return (f"{fn} called optimizer.step() {_times(len(steps))} for {len(backwards)} backward passes: call it "
                 "once for every batch, right after loss.backward().")
@@ -430,7 +438,7 @@ def step_problem(trace: Trace) -> str | None:
     if len(steps) > trace.epochs and len(optimizers) == len(steps):
         return (f"{fn} creates a new optimizer for every batch, so Adam's running averages of the gradients start "
                 "over at each step: create the optimizer once, before the loops.")
-    if not moved:
+    if not moved and not _wiped_steps(trace):  # wiped gradients are the gradient check's to report
         return (f"{fn} called optimizer.step() {_times(len(steps))}, but the {owner}'s weights did not change: "
                 "check that the optimizer gets the learning rate lr and the gradients are still there at the step.")
     return None
@@ -446,9 +454,9 @@ def epochs_problem(trace: Trace) -> str | None:
     per = trace.batches_per_epoch
     if done % per == 0:
         passes = done // per
-        default = " (3 is the default of epochs: is the number written into the loop?)" if passes == 3 else ""
-        return (f"{fn}(..., epochs={trace.epochs}) trained for {_plural(passes, 'epoch')} ({done} batches of a "
-                f"loader of {per}){default}: loop `for epoch in range(epochs):` over the epochs argument.")
+        default = "; 3 is the default of epochs: is that number written into the loop?" if passes == 3 else ""
+        return (f"{fn}(..., epochs={trace.epochs}) made {_plural_es(passes, 'pass')} over the loader ({done} "
+                f"batches, {per} per pass){default} Loop `for epoch in range(epochs):` over the epochs argument.")
     if done == trace.epochs:
         return (f"{fn}(..., epochs={trace.epochs}) trained on one batch per epoch ({done} batches in all, for a "
                 f"loader of {per} batches): train on every batch of the loader in each epoch.")
@@ -493,6 +501,8 @@ def history_problem(trace: Trace) -> str | None:
         bad = next(v for v in result if not isinstance(v, numbers.Real) or isinstance(v, bool))
         return f"{fn} returned a list holding {_describe(bad)}: each item should be a float, an epoch's mean loss."
     losses = per_batch_losses(trace)
+    if trace.function == "distill" and not trace.of(LossCall) and _history_is_cross_entropy(trace):
+        return None  # the mean of the loss it computed (a plain cross-entropy: the teacher checks say so)
     if len(result) != epochs:
         per_batch = sum(len(group) for group in losses)
         if len(result) == per_batch and per_batch > epochs:
@@ -556,10 +566,24 @@ def per_batch_losses(trace: Trace) -> list[list[float]]:
             if trace.function == "train_model":
                 values.append(float(F.cross_entropy(out, y)))
             elif trace.teacher_probe is not None:
-                values.append(float(_reference_kd(out, trace.teacher_probe.quietly(f.x), y, trace.T, trace.alpha)))
+                values.append(float(_reference_kd(out, _teacher_logits_for(trace, f.x), y, trace.T, trace.alpha)))
         if values:
             losses.append(values)
     return losses
+
+
+def _teacher_logits_for(trace: Trace, x: Tensor) -> Tensor:
+    """The teacher's logits for ``x`` as the run computed them, else as the teacher handed over computes them."""
+    for f in reversed(trace.forwards("teacher")):
+        if _same_x(f.x, x):
+            return f.out.detach()
+    return original_teacher(trace, x)
+
+
+def original_teacher(trace: Trace, x: Tensor) -> Tensor:
+    """The logits of the teacher as it was handed over (whatever distill did to it), (B, 10)."""
+    weight, bias = trace.teacher_before
+    return x.flatten(1) @ weight.T + bias
 
 
 def _reference_kd(s: Tensor, t: Tensor, y: Tensor, T: float, alpha: float) -> Tensor:
@@ -599,12 +623,11 @@ def teacher_mode_problem(trace: Trace) -> str | None:
         return None
     share = "all its batches" if in_train == len(forwards) else f"{in_train} of its {len(forwards)} batches"
     if trace.teacher_handed_training:
-        how = "it was handed over in train mode, as train_model leaves it"
+        how = f"distill ran the teacher in train mode, as train_model leaves it, for {share}"
     else:
-        how = "it was handed over in eval mode, so distill switched it to train mode (teacher.train()?)"
-    return (f"distill ran the teacher in train mode for {share} ({how}): dropout makes its soft targets noisy and "
-            "batch norm keeps changing its statistics. Call teacher.eval() before the loop and train() on the "
-            "student only.")
+        how = f"distill switched the teacher to train mode (it was handed over in eval mode) for {share}"
+    return (f"{how}: dropout makes its soft targets noisy and batch norm keeps changing its statistics. Call "
+            "teacher.eval() before the loop, and train() on the student only.")
 
 
 def teacher_ignored_problem(trace: Trace) -> str | None:
@@ -653,35 +676,54 @@ def same_batch_problem(trace: Trace) -> str | None:
     ignored = teacher_ignored_problem(trace)
     if ignored:
         return ignored
-    teacher = trace.teacher_probe
     calls = trace.of(LossCall)
+    teachers = trace.forwards("teacher")
     if calls:
-        wrong = previous = 0
         inputs = [f.x for f in trace.forwards("student")]
+        other = previous = probabilities = unknown = 0
         for call in calls:
-            x = _student_input(trace, call.student_logits)
-            t = call.teacher_logits
+            x, t = _student_input(trace, call.student_logits), call.teacher_logits
             if x is None or not isinstance(t, Tensor) or t.shape != (x.shape[0], CLASSES):
                 continue
-            if not torch.allclose(t.detach().float(), teacher.quietly(x), rtol=1e-4, atol=1e-5):
-                wrong += 1
+            t = t.detach().float()
+            if any(_same_x(f.x, x) and _near(t, f.out) for f in teachers):
+                continue
+            matches = [f for f in teachers if _near(t, f.out)]
+            if matches:
+                other += 1
                 i = next((k for k, xi in enumerate(inputs) if xi is x), None)
-                if i and torch.allclose(t.detach().float(), teacher.quietly(inputs[i - 1]), rtol=1e-4, atol=1e-5):
-                    previous += 1
-        if not wrong:
-            return None
-        if previous == wrong:
+                previous += bool(i) and any(_same_x(f.x, inputs[i - 1]) for f in matches)
+            elif any(_near(t, F.softmax(f.out.detach() / T, dim=1)) for f in teachers for T in (1.0, trace.T)):
+                probabilities += 1
+            else:
+                unknown += 1
+        if probabilities:
+            return ("distill gives distillation_loss the teacher's probabilities (a softmax of its logits) as "
+                    "teacher_logits; distillation_loss applies the softmax itself: pass the raw teacher logits, "
+                    "teacher(x).")
+        if other and previous == other and not unknown:
             return ("distill gives distillation_loss the teacher's logits for the previous batch: compute "
                     "teacher_logits = teacher(x) inside the loop, for the same x that the student sees.")
-        return _other_batch_message(trace, wrong, len(calls))
-    # distillation_loss was not called by name: compare the teacher's inputs with the student's, step by step
-    mismatched = 0
+        if other:
+            return _other_batch_message(trace, other, len(calls))
+        if unknown:
+            return (f"for {unknown} of {len(calls)} batches, distill gave distillation_loss teacher logits that are "
+                    "not the teacher's output (were they changed on the way?): pass teacher_logits = teacher(x) as "
+                    "it is, for the same x as student(x).")
+        return None
+    # distillation_loss was not called by name: compare the teacher's inputs with the student's
     student_inputs = trace.forwards("student", grad_enabled=True)
-    teacher_inputs = [f.x for f in trace.forwards("teacher")]
-    for f in student_inputs:
-        if not any(x.shape == f.x.shape and torch.equal(x, f.x) for x in teacher_inputs):
-            mismatched += 1
+    mismatched = sum(not any(_same_x(t.x, f.x) for t in teachers) for f in student_inputs)
     return _other_batch_message(trace, mismatched, len(student_inputs)) if mismatched else None
+
+
+def _same_x(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and torch.equal(a, b)
+
+
+def _near(a: Tensor, b: Tensor) -> bool:
+    b = b.detach().float()
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def _other_batch_message(trace: Trace, wrong: int, total: int) -> str:
@@ -760,8 +802,8 @@ def losses_match(trace: Trace) -> bool:
 
 def distill_problems(trace: Trace) -> list[str]:
     """Every mistake the trace shows, the most telling first (for outcome checks that fail)."""
-    finders = [teacher_ignored_problem, passed_on_problem, same_batch_problem, backward_problem, step_problem,
-               gradient_problem, teacher_change_problem, teacher_mode_problem, epochs_problem,
+    finders = [teacher_ignored_problem, passed_on_problem, same_batch_problem, backward_problem, gradient_problem,
+               step_problem, teacher_change_problem, teacher_mode_problem, epochs_problem,
                lambda t: mode_problem(t, "student")]
     found = []
     for finder in finders:
@@ -774,7 +816,7 @@ def distill_problems(trace: Trace) -> list[str]:
 def loop_problems(trace: Trace) -> list[str]:
     """Every mistake a train_model trace shows."""
     found = []
-    for problem in (backward_problem(trace), step_problem(trace), gradient_problem(trace), epochs_problem(trace),
+    for problem in (backward_problem(trace), gradient_problem(trace), step_problem(trace), epochs_problem(trace),
                     mode_problem(trace, "model")):
         if problem and problem not in found:
             found.append(problem)
@@ -789,5 +831,5 @@ def agreement(trace: Trace) -> tuple[float, float, int]:
         return 0.0, 0.0, 0
     x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     predicted = trace.model_probe.quietly(x).argmax(dim=1)  # (N,)
-    taught = trace.teacher_probe.quietly(x).argmax(dim=1)  # (N,)
+    taught = original_teacher(trace, x).argmax(dim=1)  # (N,)
     return float((predicted == taught).float().mean()), float((predicted == y).float().mean()), len(y)

@@ -1,7 +1,7 @@
 """The Teacher's first Linear layer expects 64 * 14 * 14 features, but the maps are 7 x 7 after two stride-2 convolutions.
 
 check: maps a batch of B images (B, 1, 28, 28) to (B, 10) logits [Teacher-B=16]
-says: set its in_features to 3,136
+says: Set its in_features to 3,136
 """
 
 import torch
