@@ -246,7 +246,8 @@ def missing_digit_figure(result: dict, path: Path) -> str:
         ax.set_ylim(0, 109)
         ax.set_ylabel("%")
         ax.set_title(title)
-    left.legend(loc="upper left", fontsize=8)
+    handles, labels = left.get_legend_handles_labels()
     fig.suptitle(result["title"], fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)  # under the panels: no bar hides it
     return save(fig, path)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from grader.checking import CheckFailed, describe_type, expect, fmt
+from grader.checking import CheckFailed, describe_type, difference, expect, fmt
 from grader.diagnose.evaluate import (EVAL_MODE, NO_GRAD, PARTIAL, Lookup, exact_fraction, loader,
                                       recognise_evaluate, watch)
 
@@ -24,37 +24,37 @@ DROPOUT = 0.5  # drops half of the logits in training mode, which changes most p
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Tiny tensors on one thread: on a busy machine, two threads wait on each other ~100x longer than they compute."""
+    """Tiny tensors on one thread: on a busy machine two threads wait on each other ~100x longer than they compute."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-def run(submission, reference, model=None, batches=PARTIAL):
+def run(submission, reference, model=None):
     """The learner's evaluate on the fixed data; an error that a known mistake explains becomes its message."""
     fn = submission.evaluate.evaluate
     try:
-        return fn(model if model is not None else Lookup(), loader(batches))
+        return fn(model if model is not None else Lookup(), loader(PARTIAL))
     except RuntimeError:
         # argmax over the batch fails on a partial batch (shapes (10,) and (6,)); on full batches of 10 it runs
         mistake = recognise_evaluate(fn, reference.evaluate.evaluate)
         if mistake:
-            raise CheckFailed(f"evaluate raised an error on a data set of {sum(s for s, _ in batches)} examples "
-                              f"in batches of {batches[0][0]}. {mistake.says}") from None
+            raise CheckFailed(f"evaluate raised an error on a data set of {sum(s for s, _ in PARTIAL)} examples "
+                              f"in batches of {PARTIAL[0][0]}. {mistake.says}") from None
         raise
 
 
 def explain(submission, reference, got, want: float) -> str:
+    """The message for a wrong result: the recognised mistake, or exactly how the numbers differ."""
     mistake = recognise_evaluate(submission.evaluate.evaluate, reference.evaluate.evaluate)
-    head = (f"evaluate returned {fmt(got)} on {sum(s for s, _ in PARTIAL)} examples in batches of "
-            f"{PARTIAL[0][0]} (the last one holds {PARTIAL[-1][0]}), of which the model gets "
-            f"{sum(n for _, n in PARTIAL)} right: expected {want:.6g}.")
+    data = (f"on {sum(s for s, _ in PARTIAL)} examples in batches of {PARTIAL[0][0]} (the last one holds "
+            f"{PARTIAL[-1][0]}), of which the model gets {sum(n for _, n in PARTIAL)} right")
     if mistake:
-        return f"{head} {mistake.says}"
-    return (f"{head} It matches none of the common mistakes (absolute error {abs(float(got) - want):.3g}, "
-            f"tolerance {EXACT:g}): count the correct predictions over all batches and divide by the number "
-            "of examples.")
+        return f"evaluate returned {fmt(got)} {data}: expected {want:.6g}. {mistake.says}"
+    diff = difference(torch.tensor(float(got)), torch.tensor(want), rtol=0.0, atol=EXACT)
+    return (f"evaluate {data}: {diff}. It matches none of the common mistakes: count the correct predictions "
+            "over all batches and divide by the number of examples.")
 
 
 def test_returns_a_float_between_0_and_1(submission, reference):

@@ -7,6 +7,7 @@ cannot fail this topic) and measuring it with the reference evaluate.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -128,6 +129,22 @@ class Budgeted:
             yield batch
 
 
+def untrainable(model, name: str, x, err: RuntimeError) -> BaseException:
+    """Why training ``model`` raised ``err``: a known shape mistake, or the error itself."""
+    problem = runtime_problem(name, err, x.shape[0])
+    if problem is None:
+        with torch.no_grad():
+            try:
+                out = model.eval()(x)
+            except Exception:
+                out = None
+        if isinstance(out, torch.Tensor) and tuple(out.shape) != (x.shape[0], 10):
+            problem = shape_problem(name, tuple(out.shape), x.shape[0])
+    if problem is None:
+        return err
+    return CheckFailed(f"your {name} cannot be trained: {problem}").with_traceback(err.__traceback__)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_learns_from_a_short_training(request, submission, reference, options, name):
     """learns: one epoch on 2,048 MNIST images takes it past 50% accuracy"""
@@ -137,7 +154,11 @@ def test_learns_from_a_short_training(request, submission, reference, options, n
         model = build(submission, name)
         loader = Budgeted(Batches(x[:FLOOR_IMAGES], y[:FLOOR_IMAGES], FLOOR_BATCH, shuffle=True, seed=options.seed),
                           TRAINING_BUDGET_S)
-        reference.train.train_model(model, loader, epochs=1, lr=FLOOR_LR)
+        untrained = copy.deepcopy(model)
+        try:
+            reference.train.train_model(model, loader, epochs=1, lr=FLOOR_LR)
+        except RuntimeError as err:
+            raise untrainable(untrained, name, x[:FLOOR_BATCH], err) from None
     accuracy = reference.evaluate.evaluate(model, Batches(x[FLOOR_IMAGES:], y[FLOOR_IMAGES:], HELD_OUT))
     images = min(loader.used * FLOOR_BATCH, FLOOR_IMAGES)
     request.node.learnkd_output = (f"    {name}: {accuracy:.1%} on {HELD_OUT} held-out images after 1 epoch on "

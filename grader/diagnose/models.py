@@ -82,8 +82,8 @@ def runtime_problem(cls: str, err: BaseException, batch: int) -> str | None:
         return (f"{cls}() raised an error in a Linear layer: the flattened features of each image have {features:,} "
                 f"values, but the Linear layer expects in_features={expected:,}. Set its in_features to {features:,} "
                 "(channels x height x width of the last feature maps), or change the layers before it.")
-    return (f"{cls}() raised an error in a Linear layer: it got a {rows:,} x {features:,} matrix for a batch of {batch}, "
-            f"so the feature maps were not flattened first (a Linear layer acts on the last dimension only). Add "
+    return (f"{cls}() raised an error in a Linear layer: it got a {rows:,} x {features:,} matrix for a batch of "
+            f"{batch}, so the feature maps were not flattened first (a Linear layer acts on the last dimension only). Add "
             "nn.Flatten() (or x = x.flatten(1)) between the convolutions and the first Linear layer.")
 
 
@@ -153,8 +153,8 @@ def pooling_problem(cls: str, model: nn.Module, x: Tensor) -> str | None:
     else:
         return None
     return (f"{cls}() averages each of its {channels} feature maps down to one number {where} before its first "
-            "Linear layer, which throws away where the strokes are, so it cannot tell the digits apart well (the seed lab's "
-            "models did this and reached 72% and 32%). Flatten the maps instead: shrink them with stride 2 or max "
+            "Linear layer, which throws away where the strokes are, so it cannot tell the digits apart well (the seed "
+            "lab's models did this and reached 72% and 32%). Flatten the maps instead: shrink them with stride 2 or max "
             "pooling to 7 x 7, then nn.Flatten() and Linear(channels * 7 * 7, ...).")
 
 

@@ -493,7 +493,8 @@ def history_problem(trace: Trace) -> str | None:
         return (f"{fn} returned None: collect each epoch's mean loss (a Python float, from loss.item()) in a list "
                 "and return it.")
     if not isinstance(result, (list, tuple)):
-        return f"{fn} returned {_describe(result)}: it should return a list of {epochs} floats, one mean loss per epoch."
+        return (f"{fn} returned {_describe(result)}: it should return a list of {epochs} floats, one mean loss "
+                "per epoch.")
     if any(isinstance(v, Tensor) for v in result):
         return (f"{fn} returned a list of tensors: append loss.item() (a Python float), not the loss tensor, which "
                 "keeps each batch's whole autograd graph alive.")
@@ -522,7 +523,8 @@ def history_problem(trace: Trace) -> str | None:
              "average all the epoch's batch losses"),
             ("the sum of each epoch's batch losses", [sum(g) for g in losses], "divide by the number of batches"),
             ("a running total over all epochs", _running(losses), "reset the total at the start of every epoch"),
-            ("the loss of the first batch of each epoch", [g[0] for g in losses], "average all the epoch's batch losses")):
+            ("the loss of the first batch of each epoch", [g[0] for g in losses],
+             "average all the epoch's batch losses")):
         if all(math.isclose(a, b, rel_tol=LOSS_RTOL, abs_tol=LOSS_ATOL) for a, b in zip(got, values)):
             return f"{fn} returned {shown}, {name}, instead of each epoch's mean loss ({wanted}): {advice}."
     return (f"{fn} returned {shown}; the mean losses of its epochs' batches were {wanted} (recomputed from the "
@@ -727,7 +729,8 @@ def _near(a: Tensor, b: Tensor) -> bool:
 
 
 def _other_batch_message(trace: Trace, wrong: int, total: int) -> str:
-    first_student = next((i for i, e in enumerate(trace.events) if isinstance(e, Forward) and e.role == "student"), None)
+    first_student = next((i for i, e in enumerate(trace.events)
+                          if isinstance(e, Forward) and e.role == "student"), None)
     teacher_first = [i for i, e in enumerate(trace.events) if isinstance(e, Forward) and e.role == "teacher"]
     separate = first_student is not None and teacher_first and all(i < first_student for i in teacher_first)
     if separate:
