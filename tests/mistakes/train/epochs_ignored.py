@@ -1,7 +1,7 @@
 """train_model loops a fixed 3 times whatever epochs says (the seed lab's default written in).
 
 check: trains for `epochs` passes over the loader [train_model]
-says: trained for 3 epochs
+says: made 3 passes over the loader
 """
 
 import torch
