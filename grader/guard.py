@@ -45,8 +45,8 @@ import types
 from pathlib import Path
 
 FORBIDDEN_IMPORTS = ("solutions", "grader", "learnkd_submission")  # as grader.submission.FORBIDDEN_IMPORTS
-HIDDEN = "solutions"
-DEBUG_ENV = "LEARNKD_GUARD_DEBUG"  # set: each refusal prints the stack that asked to stderr  # the reference: out of sys.modules whenever learner code may run
+HIDDEN = "solutions"  # the reference: out of sys.modules whenever learner code may run
+DEBUG_ENV = "LEARNKD_GUARD_DEBUG"  # set: each refusal prints the stack that asked to stderr
 
 GRADER_DIR = os.path.realpath(Path(__file__).resolve().parent)
 SOLUTIONS_DIR = os.path.realpath(Path(GRADER_DIR).parent / "solutions")
