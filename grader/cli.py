@@ -147,7 +147,7 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
     folder = lab.folder if lab else folder
     try:
         check_device(device)
-        if topic == ALL:
+        if topic == ALL or get_topic(topic).uses_mnist:
             check_data(str(data_dir) if data_dir else None)
     except GradingError as err:
         raise UserError(str(err)) from None

@@ -21,6 +21,7 @@ class Topic:
     file: str
     title: str
     hints: tuple[str, ...]
+    uses_mnist: bool = False  # its checks train on an MNIST subset
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +32,8 @@ def _data() -> dict:
 
 def topics() -> tuple[Topic, ...]:
     """Every topic, in course order."""
-    return tuple(Topic(t["name"], t["file"], t["title"], tuple(t["hints"])) for t in _data()["topic"])
+    return tuple(Topic(t["name"], t["file"], t["title"], tuple(t["hints"]), t.get("uses_mnist", False))
+                 for t in _data()["topic"])
 
 
 def schedule() -> dict:
