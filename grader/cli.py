@@ -151,10 +151,6 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
             check_data(str(data_dir) if data_dir else None)
     except GradingError as err:
         raise UserError(str(err)) from None
-    except Exception as err:  # DataError: already one paragraph for the user
-        if type(err).__name__ == "DataError":
-            raise UserError(str(err)) from None
-        raise
     from .teacher_cache import default_cache_dir
 
     request = GradingRequest(path=str(folder), topics=[topic], device=device,

@@ -56,12 +56,8 @@ def prepare_environment(device: str, data_dir: Path | None) -> str | None:
     try:
         check_device(device)
         check_data(data)
-    except GradingError as err:
+    except GradingError as err:  # missing or corrupt data included: one paragraph for the user
         raise user_error(str(err)) from None
-    except Exception as err:  # DataError: already one paragraph for the user
-        if type(err).__name__ == "DataError":
-            raise user_error(str(err)) from None
-        raise
     return data
 
 

@@ -70,11 +70,14 @@ def check_device(device: str) -> None:
 
 def check_data(data_dir: str | None) -> None:
     """Read MNIST once here, so that missing or corrupt data is an error before any training starts."""
-    from .data import load_raw, resolve_data_dir
+    from .data import DataError, load_raw, resolve_data_dir
 
     root, how = resolve_data_dir(data_dir)
-    for split in ("train", "test"):
-        load_raw(split, root.resolve(), how)
+    try:
+        for split in ("train", "test"):
+            load_raw(split, root.resolve(), how)
+    except DataError as err:  # already one paragraph for the user
+        raise GradingError(str(err)) from None
 
 
 @dataclass
