@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from .results import MARK
 from .topics import ALL, get_topic, topic_names, topics
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -58,7 +59,7 @@ def submission_folder(path: Path | None, solutions: bool) -> Path:
 
 def progress_bar(progress) -> str:
     names = topic_names()
-    marks = "  ".join(f"{n} {MARKS[progress.status(n) or 'not started']}" for n in names)
+    marks = "  ".join(f"{n} {MARK[progress.status(n) or 'not started']}" for n in names)
     done = sum(progress.status(n) == "done" for n in names)
     width = 16
     filled = round(width * done / len(names))
@@ -79,7 +80,7 @@ def print_topic(topic, verbose: bool) -> None:
         reason = first.message.removeprefix("not started: ").removeprefix(f"{topic.name}: ") if first else "no check ran"
         click.echo(f"{label:<10}{click.style('·', fg=color)}  not started: {reason}")
         return
-    click.echo(f"{label:<10}{click.style(MARKS[status], fg=color)}  {topic.passed}/{total} checks")
+    click.echo(f"{label:<10}{click.style(MARK[status], fg=color)}  {topic.passed}/{total} checks")
     shown = set()
     for check in topic.checks:
         if check.passed:
@@ -104,9 +105,6 @@ def print_topic(topic, verbose: bool) -> None:
             click.echo(check.output)
     if status == FAILING and topic.name != ALL:
         click.echo(f"  stuck? learnkd hint {topic.name}")
-
-
-MARKS = {"done": "✓", "failing": "✗", "not started": "·"}
 
 
 @cli.command()
@@ -200,7 +198,7 @@ def progress_command():
         entry = progress.entry(t.name)
         status = entry.get("status", "not started")
         counts = f"{entry['passed']}/{entry['total']} checks" if "total" in entry else ""
-        click.echo(f"{t.name:<10}{MARKS.get(status, '·')}  {status:<12}{counts:<14}{t.title}")
+        click.echo(f"{t.name:<10}{MARK.get(status, '·')}  {status:<12}{counts:<14}{t.title}")
     click.echo(progress_bar(progress))
     nxt = progress.next_topic()
     click.echo(f"next: learnkd check {nxt}" if nxt else "every topic is done: learnkd check all")
