@@ -1,6 +1,10 @@
 """Does `learnkd check all --solutions` pass for every seed? Runs it for seeds 0..N-1 as a real command.
 
-    python benchmarks/seeds_check_all.py [--seeds 20] [--data-dir DIR]
+    python benchmarks/seeds_check_all.py [--seeds 20] [--data-dir DIR] [--path FOLDER]
+
+--path grades a folder laid out like exercises/ instead of the reference solutions: for instance the
+hinted models with the seed lab's constant-rate loops (tests/correct/train/seed_lab.py), the weakest
+correct submission that the floors of `check all` must let through.
 
 Prints one line per seed (exit code, wall time, the accuracies of the comparison table) and a tally.
 Not a test: it takes about N x 90 s.
@@ -23,6 +27,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--data-dir", default=os.environ.get("LEARNKD_DATA"))
+    parser.add_argument("--path", help="grade this folder instead of the reference solutions")
     args = parser.parse_args()
     env = dict(os.environ)
     if args.data_dir:
@@ -30,7 +35,8 @@ def main() -> int:
     passed = 0
     for seed in range(args.first, args.first + args.seeds):
         start = time.perf_counter()
-        proc = subprocess.run([LEARNKD, "check", "all", "--solutions", "--seed", str(seed), "--no-cache"],
+        proc = subprocess.run([LEARNKD, "check", "all", *(["--path", args.path] if args.path else ["--solutions"]),
+                               "--seed", str(seed), "--no-cache"],
                               capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - start
         accuracies = re.findall(r"^\s*(teacher|student \([^)]*\))\s+([\d.]+%)", proc.stdout, re.M)

@@ -10,6 +10,7 @@ import pytest
 from grader import runner
 from grader.checking import expect
 from grader.pipeline import DISTILLED, HARD, TEACHER, comparison_table, run_pipeline
+from grader.topics import schedule
 
 pytestmark = [pytest.mark.all, pytest.mark.timeout(1200)]
 
@@ -39,8 +40,8 @@ def test_teacher_reaches_the_floor(pipeline, request):
     accuracy = pipeline[TEACHER].accuracy
     expect(accuracy >= TEACHER_FLOOR,
            f"your Teacher reached {accuracy:.2%} on the test set; it needs at least {TEACHER_FLOOR:.1%}. "
-           "Its topics pass, so the model is too weak for 3 epochs: give it more channels or a hidden Linear "
-           "layer, and no global average pooling (learnkd hint models).")
+           f"Its topics pass, so the model is too weak for {schedule()['epochs']} epochs: give it more channels or a "
+           "hidden Linear layer, and no global average pooling (learnkd hint models).")
 
 
 def test_distilled_student_reaches_the_floor(pipeline):
