@@ -3,8 +3,8 @@
     python benchmarks/bench_reference.py [--data-dir DIR] [--seed 0] [--repeats 3] [--skip-baseline] [--keep DIR]
 
 The reference: `learnkd reference --seeds 1` as a real command (process start, data, three trainings,
-latency, figures), timed on the wall clock; its accuracies and parameter counts come from its report.json. --repeats N runs
-it for seeds --seed .. --seed + N - 1 and judges the median wall time and the lowest accuracies.
+latency, figures), timed on the wall clock; its accuracies and parameter counts come from its report.json.
+--repeats N runs it for seeds --seed .. --seed + N - 1 and judges the median wall time and the lowest accuracies.
 The baseline: the seed lab's code (/work/shared/seed/lab_09_*.md) as written: torchvision's MNIST read from
 a decompressed copy of the data in a temporary folder, DataLoader with ToTensor, batch 64, its global-average-
 pooling Teacher and Student, constant-lr Adam, 5 epochs of training and 5 of distillation. Its timing covers

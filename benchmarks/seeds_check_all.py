@@ -7,7 +7,7 @@ hinted models with the seed lab's constant-rate loops (tests/correct/train/seed_
 correct submission that the floors of `check all` must let through.
 
 Prints one line per seed (exit code, wall time, the accuracies of the comparison table) and a tally.
-Not a test: it takes about N x 90 s.
+Not a test: it takes about N x 60-80 s on a 2-core CPU.
 """
 
 import argparse
