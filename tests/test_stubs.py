@@ -190,3 +190,23 @@ def test_a_region_in_a_file_without_a_topic_is_an_error(tmp_path):
     (tmp_path / "helpers.py").write_text(region(f"{BEGIN}\nreturn 1\n{END}\n"))
     with pytest.raises(StubError, match="no topic"):
         stub_files(tmp_path)
+
+
+def test_the_teacher_stub_and_the_readme_state_the_floor_and_the_schedule_of_check_all():
+    """The Teacher's docstring and the README repeat the floor and the epochs for the reader: they must not drift."""
+    from pathlib import Path
+
+    from grader.topics import schedule
+
+    root = Path(__file__).parents[1]
+    checks = ast.parse((root / "grader" / "checks" / "test_end_to_end.py").read_text())  # not imported: no marks
+    floors = {node.targets[0].id: ast.literal_eval(node.value) for node in checks.body
+              if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").endswith("_FLOOR")}
+    teacher_floor, student_floor = floors["TEACHER_FLOOR"], floors["STUDENT_FLOOR"]
+
+    doc = importlib.import_module("exercises.models").Teacher.__doc__
+    assert f"in {schedule()['epochs']} epochs" in doc, "the Teacher's docstring names another number of epochs"
+    assert f"{teacher_floor:.1%}" in doc, "the Teacher's docstring names another floor"
+    readme = (root / "README.md").read_text()
+    assert f"Teacher {teacher_floor:.1%}, distilled Student {student_floor:.1%}" in readme, "README: floors differ"
+    assert f"schedule\nof `grader/topics.toml`: {schedule()['epochs']} epochs" in readme, "README: schedule differs"
