@@ -207,6 +207,6 @@ def test_the_teacher_stub_and_the_readme_state_the_floor_and_the_schedule_of_che
     doc = importlib.import_module("exercises.models").Teacher.__doc__
     assert f"in {schedule()['epochs']} epochs" in doc, "the Teacher's docstring names another number of epochs"
     assert f"{teacher_floor:.1%}" in doc, "the Teacher's docstring names another floor"
-    readme = (root / "README.md").read_text()
+    readme = " ".join((root / "README.md").read_text().split())  # line breaks do not count
     assert f"Teacher {teacher_floor:.1%}, distilled Student {student_floor:.1%}" in readme, "README: floors differ"
-    assert f"schedule\nof `grader/topics.toml`: {schedule()['epochs']} epochs" in readme, "README: schedule differs"
+    assert f"schedule of `grader/topics.toml`: {schedule()['epochs']} epochs" in readme, "README: schedule differs"
