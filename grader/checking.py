@@ -7,6 +7,7 @@ did, what was expected, and what to do. Never a bare ``assert``.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -14,6 +15,21 @@ from torch import Tensor
 # Tolerances for comparing a learner's loss with the reference's, both in float32: a correct but
 # different formulation (manual KL, log_target=True, float64 inside) differs by rounding only.
 RTOL, ATOL = 1e-4, 1e-5
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one thread inside the block, then restore the count.
+
+    Checks and tests work on tiny tensors and small models: on a busy 2-core machine two OpenMP threads
+    wait on each other far longer than they compute (10-100x slower, measured).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class CheckFailed(AssertionError):

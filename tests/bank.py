@@ -10,6 +10,7 @@ must fail and words its message must contain, on lines of their own:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,14 @@ from grader.stubs import SOLUTIONS
 from grader.topics import get_topic
 
 TESTS = Path(__file__).resolve().parent
+
+
+def load_module(path: Path):
+    """A bank file (or any .py file) imported on its own, under the name bank_<stem>."""
+    spec = importlib.util.spec_from_file_location(f"bank_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass

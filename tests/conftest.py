@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from grader.checking import single_thread
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -16,3 +18,10 @@ def mnist_dir() -> Path:
     if not (folder / "MNIST" / "raw").is_dir():
         pytest.fail(f"real MNIST is needed at {folder}/MNIST/raw (set LEARNKD_DATA)")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a test module (grader.checking.single_thread): tiny tensors, small models."""
+    with single_thread():
+        yield

@@ -17,6 +17,8 @@ from solutions.loss import distillation_loss, soft_targets
 from solutions.models import Student, Teacher
 from solutions.train import distill, train_model
 
+# Small models and tensors: one thread (tests/conftest.py), as the hidden checks do.
+pytestmark = pytest.mark.usefixtures("one_thread")
 STUDENT_MAX_PARAMS = 25_000  # the contract: the Student has at most 25,000 parameters ...
 MIN_COMPRESSION = 10  # ... and at least 10x fewer than the Teacher
 # A quick training run: the first SUBSET training images, one epoch in batches of BATCH, graded on the
@@ -173,15 +175,6 @@ def test_evaluate_accepts_batches():
 
 # ---------------------------------------------------------------------------------------------------
 # training on a small real-MNIST subset
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Train on one thread: on a shared 2-core machine, two OpenMP threads run about 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,32 +1,16 @@
 """The evaluate diagnosis: its data tell the variants apart, and no correct formulation is named a mistake."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
+from bank import load_module
 from grader.diagnose.evaluate import (EVALUATE_MISTAKES, PARTIAL, Lookup, exact_fraction, loader,
                                       recognise_evaluate, watch)
 from solutions.evaluate import evaluate as reference
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 CORRECT = sorted((Path(__file__).parent / "correct" / "evaluate").glob("*.py"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on one thread: on a busy machine two threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(f"bank_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_model_gets_exactly_the_planned_examples_right():
@@ -50,4 +34,4 @@ def test_each_variant_is_recognised_as_itself(mistake):
 
 @pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.stem)
 def test_no_correct_formulation_is_named_a_mistake(path):
-    assert recognise_evaluate(load(path).evaluate, reference) is None
+    assert recognise_evaluate(load_module(path).evaluate, reference) is None

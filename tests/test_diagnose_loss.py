@@ -1,32 +1,16 @@
 """The loss diagnosis: each variant is recognised as itself, and no correct formulation as a mistake."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
+from bank import load_module
 from grader.diagnose.loss import (LOSS_MISTAKES, SOFT_TARGETS_MISTAKES, pairs, recognise_loss,
                                   recognise_soft_targets)
 from solutions import loss as reference
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 CORRECT = sorted((Path(__file__).parent / "correct" / "loss").glob("*.py"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on one thread: on a busy machine two threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(f"bank_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("mistake", LOSS_MISTAKES, ids=lambda m: m.name)
@@ -47,6 +31,6 @@ def test_two_mistakes_at_once_are_recognised_together():
 
 @pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.stem)
 def test_no_correct_formulation_is_named_a_mistake(path):
-    module = load(path)
+    module = load_module(path)
     assert recognise_loss(module.distillation_loss, reference.distillation_loss) is None
     assert recognise_soft_targets(module.soft_targets, reference.soft_targets) is None

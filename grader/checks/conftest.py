@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from grader.checking import single_thread
 from grader.request import GradingRequest
 from grader.submission import load_submission
 from grader.topics import ALL, topic_names
@@ -67,3 +68,10 @@ def seeded(options):
     """Every check starts from the same random state, so learner and reference see the same inputs."""
     torch.manual_seed(options.seed)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The topic checks' modules run on one thread (grader.checking.single_thread); the end-to-end training does not."""
+    with single_thread():
+        yield

@@ -16,19 +16,10 @@ from grader.checking import CheckFailed, describe_type, difference, expect, fmt
 from grader.diagnose.evaluate import (EVAL_MODE, NO_GRAD, PARTIAL, Lookup, exact_fraction, loader,
                                       recognise_evaluate, watch)
 
-pytestmark = pytest.mark.evaluate
+pytestmark = [pytest.mark.evaluate, pytest.mark.usefixtures("one_thread")]
 
 EXACT = 1e-6  # counts are exact; a float32 mean per batch (a correct formulation) rounds at ~1e-7
 DROPOUT = 0.5  # drops half of the logits in training mode, which changes most predictions
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on one thread: on a busy machine two threads wait on each other ~100x longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(submission, reference, model=None):

@@ -20,7 +20,7 @@ from grader.diagnose import probe, same
 from grader.diagnose.loss import (IN_PLACE, OVERFLOW, RETURNED_FLOAT, RETURNED_VECTOR, SOFT_OVERFLOW, loss_probes,
                                   recognise_loss, recognise_soft_targets, value_and_gradient)
 
-pytestmark = pytest.mark.loss
+pytestmark = [pytest.mark.loss, pytest.mark.usefixtures("one_thread")]
 
 # The grid of the issue: temperatures and weights a course uses, and a batch of one (mean == sum there).
 TEMPERATURES = (1.0, 2.0, 4.0, 10.0, 20.0)
@@ -31,15 +31,6 @@ LOGIT_SCALE = 3.0  # logits of a half-trained model: softmax neither uniform nor
 CONFIDENT_GAP = 300.0  # "a few hundred": exp(300) overflows float32, softmax underflows to exact zeros
 ROW_SUM_ATOL = 1e-5  # float32 softmax rows sum to 1 within a few ulps
 ZERO_ATOL = 1e-5  # KL(p || p) in float32: exactly 0 for log_softmax formulations, ~1e-7 for others
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on one thread: on a busy machine two threads wait on each other ~100x longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def logits(batch: int = 8, scale: float = LOGIT_SCALE) -> tuple[Tensor, Tensor, Tensor]:

@@ -22,7 +22,7 @@ from grader.diagnose.models import (RATIO, STUDENT_BUDGET, last_layer_problem, o
                                     shape_problem)
 from grader.pipeline import size_kb
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 MODELS = ["Teacher", "Student"]
 IMAGE = (1, 28, 28)
@@ -34,15 +34,6 @@ ACCURACY_FLOOR = 0.5
 # A model slow enough to pass this on a busy machine still trains on part of the images: the training
 # stops after this many seconds and is judged on what it learnt by then.
 TRAINING_BUDGET_S = 12.0
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on one thread: on a busy machine, two threads wait on each other far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(submission, name: str):

@@ -24,7 +24,7 @@ from grader.diagnose.train import (Trace, distill_problems, epochs_problem, grad
                                    step_problem, teacher_change_problem, teacher_ignored_problem,
                                    teacher_mode_problem)
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.usefixtures("one_thread")]
 
 LR = 1e-3  # Adam's default: the seed lab's loops ignore the lr argument, so every run uses this one
 # The probe runs: 2 epochs of 3 batches of 8 show accumulation, per-epoch mistakes and the epoch count.
@@ -48,15 +48,6 @@ ACCURACY_FLOOR = 0.55
 
 # When a learner's function runs past the check's time limit once, the other runs of it fail at once.
 _timed_out: dict[str, BaseException] = {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on one thread: on a busy machine, two threads wait on each other far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_once(name: str, run):
