@@ -55,7 +55,12 @@ def fmt(value) -> str:
 
 
 def describe_type(value) -> str:
-    """'a Python float', 'a tensor of shape (4, 10) (torch.float32)', 'None', ..."""
+    """'a Python float', 'a tensor of shape (4, 10) (torch.float32)', 'None', 'a numpy.float64', ..."""
+    from grader.worker.wire import Opaque
+
+    if isinstance(value, Opaque):
+        name = value.type_name
+        return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
     if isinstance(value, Tensor):
         return f"a tensor of shape {tuple(value.shape)} ({value.dtype})"
     if value is None:

@@ -24,7 +24,7 @@ from xml.etree import ElementTree
 
 from .grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, run_grading
 from .points import points
-from .request import GradingRequest
+from .grading.request import GradingRequest
 from .results import CheckResult, by_topic, gradescope
 from .topics import ALL, topic_names, topics
 

@@ -130,7 +130,7 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
     """
     from .grading import GradingError, check_data, check_device, project_of, run_grading
     from .progress import Progress
-    from .request import GradingRequest
+    from .grading.request import GradingRequest
     from .results import by_topic, gradescope
 
     if notebook and (path or solutions):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.grading import run_grading
-from grader.request import GradingRequest
+from grader.grading.request import GradingRequest
 from grader.results import TopicResult, by_topic
 from grader.stubs import SOLUTIONS
 from grader.topics import get_topic

@@ -1,4 +1,8 @@
-"""Fixtures every hidden check uses: the grading request, the reference, the learner's submission."""
+"""Fixtures every hidden check uses: the grading request, the reference, the learner's submission.
+
+The checks run in the judge. ``submission`` is not the learner's code but ``grader.grading.remote.Remote``:
+its functions run in the worker, in the sandbox, and return plain data.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ import pytest
 import torch
 
 from grader.checking import single_thread
-from grader.request import GradingRequest
-from grader.submission import load_submission
+from grader.grading import judge
+from grader.grading.request import GradingRequest
 from grader.topics import ALL, topic_names
 
 
@@ -42,6 +46,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def options(pytestconfig) -> GradingRequest:
+    if judge.request is not None:
+        return judge.request
     path = pytestconfig.getoption("--learnkd-request")
     if path is None:
         return GradingRequest()
@@ -58,9 +64,12 @@ def reference():
 
 
 @pytest.fixture(scope="session")
-def submission(options, reference):
-    """The learner's modules, as ``submission.loss``, ...; a file that failed to load fails its checks."""
-    return load_submission(options.path, reference=vars(reference))
+def submission():
+    """The learner's modules, as ``submission.loss``, ...: they run in the worker; a file that failed to load
+    fails the checks that ask for it."""
+    if judge.remote is None:
+        pytest.fail("the checks run in the judge (python -m grader.grading.judge), which starts the worker")
+    return judge.remote
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grader.checking import CheckFailed, difference, expect, expect_tensor, fmt, ratio
+from grader.checking import CheckFailed, describe_type, difference, expect, expect_tensor, fmt, ratio
+from grader.grading.remote import LearnerError
+from grader.worker.wire import Opaque
 from grader.diagnose import probe, same
 from grader.diagnose.loss import (IN_PLACE, OVERFLOW, RETURNED_FLOAT, RETURNED_VECTOR, SOFT_OVERFLOW, loss_probes,
                                   recognise_loss, recognise_soft_targets, value_and_gradient)
@@ -53,7 +55,7 @@ def setting(batch: int, T: float, alpha: float) -> str:
 
 def scalar_loss(value, batch: int | None = None) -> Tensor:
     """The learner's loss, checked to be a finite scalar tensor, with the common wrong types named."""
-    if isinstance(value, numbers.Number) and not isinstance(value, Tensor):
+    if isinstance(value, numbers.Number) or (isinstance(value, Opaque) and value.number is not None):
         raise CheckFailed("distillation_loss should return a scalar tensor, but "
                           + RETURNED_FLOAT.format(what=describe(value)))
     expect_tensor(value, "distillation_loss")
@@ -68,14 +70,16 @@ def in_place_refused(name: str = "student_logits", short: str = "s"):
     """PyTorch's error for an in-place edit of a tensor that requires grad, as a message for the learner."""
     try:
         yield
-    except RuntimeError as err:
-        if "in-place" not in str(err):
+    except LearnerError as err:
+        if err.type != "RuntimeError" or "in-place" not in err.message:
             raise
         raise CheckFailed(f"distillation_loss tried to change {name} in place, which PyTorch refuses for a tensor "
                           "that requires a gradient: " + IN_PLACE.format(name=name, short=short)) from None
 
 
 def describe(value) -> str:
+    if isinstance(value, Opaque):
+        return f"{describe_type(value)} ({value.text})"
     return f"a Python {type(value).__name__} ({fmt(value)})"
 
 
@@ -163,14 +167,15 @@ def test_soft_targets_is_finite_for_confident_logits(submission, reference):
 def test_returns_a_scalar_tensor_that_back_propagates(submission):
     """distillation_loss returns a scalar tensor that back-propagates to the student's logits"""
     s, t, y = logits()
-    s.requires_grad_(True)
     with in_place_refused():
-        out = scalar_loss(submission.loss.distillation_loss(s, t, y, T=4.0, alpha=0.7), batch=len(s))
-    expect(out.requires_grad, "distillation_loss returned a tensor that is not connected to student_logits, so "
-           "loss.backward() cannot train the student: do not .detach() the student's logits, do not compute the "
-           "loss inside torch.no_grad(), and do not rebuild it with torch.tensor(...).")
-    out.backward()
-    expect(s.grad is not None and bool(s.grad.abs().sum() > 0),
+        reply = submission.loss.distillation_loss.call(s, t, y, T=4.0, alpha=0.7, grad_of=0)
+    scalar_loss(reply.get("value"), batch=len(s))
+    expect(reply.get("requires_grad") is True, "distillation_loss returned a tensor that is not connected to "
+           "student_logits, so loss.backward() cannot train the student: do not .detach() the student's logits, do "
+           "not compute the loss inside torch.no_grad(), and do not rebuild it with torch.tensor(...).")
+    grad = reply.get("grad")
+    expect(isinstance(grad, Tensor) and grad.shape == s.shape and bool(torch.isfinite(grad).all())
+           and bool(grad.abs().sum() > 0),
            "loss.backward() put no gradient on student_logits: the loss must be computed from student_logits "
            "with torch operations all the way (no .detach(), .item() or numpy in between).")
 
@@ -208,7 +213,7 @@ def test_gradient_matches_the_reference(submission, reference):
                                       "student_logits, so it has no gradient: compute it from student_logits "
                                       "with torch operations, without .detach() or torch.no_grad().")
                 got, want = theirs[1], value_and_gradient(ref, probe(s, t, y, T=T, alpha=alpha))[1]
-                if got is None:
+                if not isinstance(got, Tensor):
                     raise CheckFailed("loss.backward() put no gradient on student_logits: compute the loss from "
                                       "student_logits with torch operations all the way.")
                 diff = difference(got, want)
@@ -264,10 +269,12 @@ def test_leaves_its_inputs_unchanged(submission):
     """leaves its inputs unchanged"""
     s, t, y = logits()
     copies = {"student_logits": s.clone(), "teacher_logits": t.clone(), "labels": y.clone()}
-    submission.loss.distillation_loss(s, t, y, T=4.0, alpha=0.7)
-    for (name, before), after in zip(copies.items(), (s, t, y)):
+    after_call = submission.loss.distillation_loss.call(s, t, y, T=4.0, alpha=0.7, return_args=True).get("args")
+    expect(isinstance(after_call, list) and len(after_call) == 3 and all(isinstance(a, Tensor) for a in after_call),
+           "the worker did not send distillation_loss's arguments back, so they cannot be checked.")
+    for (name, before), after in zip(copies.items(), after_call):
         short = {"student_logits": "s", "teacher_logits": "t", "labels": "y"}[name]
-        expect(torch.equal(before, after), f"distillation_loss changed {name} in place (its values after the call "
+        expect(before.shape == after.shape and torch.equal(before, after), f"distillation_loss changed {name} in place (its values after the call "
                "differ from before): " + IN_PLACE.format(name=name, short=short))
 
 

@@ -121,8 +121,17 @@ def loss_probes() -> list[Probe]:
 
 
 def value_and_gradient(fn, p: Probe):
-    """The loss and its gradient with respect to the student's logits; just the output when not a scalar."""
+    """The loss and its gradient with respect to the student's logits; just the output when not a scalar.
+
+    ``fn`` is a function of the judge's (a variant, the reference) or the learner's, which runs in the worker.
+    """
     s, t, y = (a.detach().clone() for a in p.args)
+    if hasattr(fn, "call"):  # the learner's: the worker back-propagates and sends the gradient
+        reply = fn.call(s, t, y, grad_of=0, **p.kwargs)
+        out = reply.get("value")
+        if not (isinstance(out, Tensor) and out.numel() == 1 and reply.get("requires_grad")):
+            return out
+        return out.detach().reshape(()), reply.get("grad")
     s.requires_grad_(True)
     out = fn(s, t, y, **p.kwargs)
     if not (isinstance(out, Tensor) and out.numel() == 1 and out.requires_grad):

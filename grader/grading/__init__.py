@@ -1,4 +1,10 @@
-"""Grading one submission: find it, run the grading process, collect what each check found."""
+"""Grading one submission, the one flow every way of grading goes through.
+
+``run_grading`` copies the submission's regular files into a private folder, starts the judge
+(``python -m grader.grading.judge``), which starts the worker in the sandbox, and collects what each
+check found. `learnkd check` (folders and notebooks), `learnkd grade` and Gradescope's run_autograder
+all call it; the trust boundary (judge here, learner code in the sandbox) is written once, here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,12 +22,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import channel
+from ..results import CheckResult
+from ..topics import ALL, topic_names
+from . import channel, sandbox
 from .request import GradingRequest
-from .results import CheckResult
-from .topics import ALL, topic_names
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 SOLUTIONS = ROOT / "solutions"
 # The whole grading process: a topic's checks take seconds, `all` trains three models on MNIST.
 TOPIC_TIMEOUT_S = 600
@@ -70,7 +77,7 @@ def check_device(device: str) -> None:
 
 def check_data(data_dir: str | None) -> None:
     """Read MNIST once here, so that missing or corrupt data is an error before any training starts."""
-    from .data import DataError, load_raw, resolve_data_dir
+    from ..data import DataError, load_raw, resolve_data_dir
 
     root, how = resolve_data_dir(data_dir)
     try:
@@ -125,42 +132,78 @@ def read_all(fd: int, chunks: list[bytes]) -> None:
             chunks.append(b"\0")  # not a valid record: the results are rejected
 
 
-def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb: int | None = None,
-                quiet: bool = False, cwd: str | Path | None = None, writable: list | None = None,
-                protect: tuple = ()) -> Grading:
-    """Run the hidden checks for ``request`` in a separate process and collect their results.
+# A submission's copy: enough for any honest hand-in (four files and helpers), not for a disk bomb.
+COPY_FILES, COPY_BYTES = 1000, 64 * 2**20
 
-    ``timeout``: seconds of wall-clock time (default by topics); ``memory_mb``: its address space (0: no
-    limit); ``quiet``: its stderr (progress bars) goes to the log, not the terminal; ``cwd``: where it
-    runs; ``writable``: folders the learner's code may write to besides the run's scratch folder (default:
-    the working folder); ``protect``: folders the learner's code may not read (other submissions).
+
+def copy_submission(source: Path, target: Path) -> dict[str, str]:
+    """Copy the regular files of ``source`` into ``target``; links are left out (one could point at the
+    reference) and named, by file, in the notes returned."""
+    notes, count, size = {}, 0, 0
+    target.mkdir(parents=True)
+    for path in sorted(Path(source).rglob("*")) if Path(source).is_dir() else []:
+        relative = path.relative_to(source)
+        if "__pycache__" in relative.parts or any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_symlink():
+            notes[relative.as_posix()] = ("is a symbolic link, which learnkd does not follow (it could point at "
+                                          "someone else's file): hand in the file itself.")
+            continue
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        elif path.is_file():
+            count, size = count + 1, size + path.stat().st_size
+            if count > COPY_FILES or size > COPY_BYTES:
+                raise GradingError(f"{source} holds more than {COPY_FILES} files or {COPY_BYTES // 2**20} MB: hand in "
+                                   "the exercise files (models.py, loss.py, train.py, evaluate.py) and what they import.")
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
+    for dirpath, dirnames, filenames in os.walk(target):
+        os.chmod(dirpath, 0o777)  # the worker's user in the sandbox may write beside its files
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o666)
+    return notes
+
+
+def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb: int | None = None,
+                quiet: bool = False, sandbox_kind: str | None = None, threads: int = 1) -> Grading:
+    """Run the hidden checks for ``request`` and collect their results.
+
+    ``timeout``: seconds of wall-clock time for the whole run (default by topics); ``memory_mb``: the
+    worker's address space (0: no limit); ``quiet``: progress and the learner's output go to a log, not the
+    terminal; ``sandbox_kind``: "bwrap", "unshare" or "none" (default: the best that works here);
+    ``threads``: torch threads of the worker for the end-to-end training.
     """
     selected = request.topics
     timeout = timeout or (ALL_TIMEOUT_S if ALL in selected else TOPIC_TIMEOUT_S)
     memory_mb = MEMORY_LIMIT_MB if memory_mb is None else memory_mb
     if request.device == "cuda":
         memory_mb = 0
+    kind = sandbox_kind or sandbox.kind()
     grading = Grading(request)
-    with tempfile.TemporaryDirectory(prefix="learnkd-") as tmp:
-        request_file, log_file, scratch = (Path(tmp) / n for n in ("request.json", "log.txt", "scratch"))
-        scratch.mkdir()
-        request_file.write_text(json.dumps(request.to_dict()))
+    tmp = Path(tempfile.mkdtemp(prefix="learnkd-"))
+    try:
+        os.chmod(tmp, 0o711)
+        copy = tmp / "submission"
+        notes = copy_submission(Path(request.path), copy)
+        private = GradingRequest(**{**request.to_dict(), "path": str(copy),
+                                    "display": request.display or str(Path(request.path).resolve())})
+        request_file, log_file = tmp / "request.json", tmp / "log.txt"
+        private.notes = notes
+        request_file.write_text(json.dumps(private.to_dict()))
         key = secrets.token_bytes(32)
         read_fd, write_fd = os.pipe()
-        writable = [str(Path(cwd or Path.cwd()).resolve())] if writable is None else [str(w) for w in writable]
         config = {"fd": write_fd, "key": key.hex(), "memory_mb": memory_mb, "output_mb": OUTPUT_LIMIT_MB,
-                  "writable": [str(scratch), *writable], "protect": [str(p) for p in protect]}
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", TMPDIR=str(scratch),
-                   MPLCONFIGDIR=str(scratch))  # matplotlib's cache: the learner's code may write nowhere else
+                  "cpu_s": int(timeout * max(1, threads)) + 60, "sandbox": kind, "threads": threads,
+                  "worker_log": str(log_file) if quiet else None}
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         chunks: list[bytes] = []
         reader = threading.Thread(target=read_all, args=(read_fd, chunks), daemon=True)
         reader.start()
         start = time.perf_counter()
-        with open(log_file, "w") as log:
-            # The limits travel with the settings: the runner sets them on itself before any learner code
-            # runs (a preexec_fn is not safe while `learnkd grade --jobs` starts processes from threads).
-            proc = subprocess.Popen([sys.executable, "-m", "grader.runner", str(request_file)], cwd=cwd,
+        with open(log_file, "a") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "grader.grading.judge", str(request_file)],
                                     stdin=subprocess.PIPE, stdout=log, stderr=log if quiet else None, env=env,
                                     pass_fds=(write_fd,), start_new_session=True)
             os.close(write_fd)
@@ -173,8 +216,11 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 code = None
-            finally:
+            except KeyboardInterrupt:
                 kill_group(proc)
+                raise
+            finally:
+                kill_group(proc)  # the judge, and the worker it started (same process group)
                 proc.wait()
         grading.seconds = time.perf_counter() - start
         reader.join(timeout=10)
@@ -184,18 +230,17 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
         grading.results = [CheckResult(**r) for r in received.checks]
         if received.forged:
             grading.results = []
-            grading.crash = (f"{received.forged}: something other than the grader (your code?) wrote to its "
-                             "results channel, so none of the results can be trusted and every check counts as failed.")
+            grading.crash = f"{received.forged}: the judge's results were damaged, so every check counts as failed."
         elif code is None:
             grading.crash = f"grading took longer than {timeout:.0f} s and was stopped."
         elif code != 0:
             grading.crash = crash_reason(code, grading.results, log_file.read_text(errors="replace"))
         elif received.end is None:
-            last = f" after the check '{grading.results[-1].name}'" if grading.results else ""
-            grading.crash = (f"the grading process ended{last} before its checks finished, with exit code 0: does "
-                             "your code call os._exit()? A function must return its result.")
+            grading.crash = "the judge ended before its checks finished (a bug in the grader, not in your code)."
         elif received.end.get("missing"):
             grading.crash = f"{len(received.end['missing'])} checks did not run: {received.end['why']}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if grading.crash:
         grading.results += unfinished(grading)
     return grading

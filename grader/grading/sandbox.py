@@ -1,0 +1,169 @@
+"""The OS-level sandbox the worker runs in: Linux namespaces made by bubblewrap, else util-linux unshare.
+
+Inside it the worker sees a read-only system and Python environment, the worker's own code (as
+``/opt/learnkd/learnkd_worker``), the submission's private copy (``/submission``, writable) and a
+scratch folder; its HOME and /tmp are empty and its own. It has no network (a new network
+namespace holds only a loopback of its own), its own PID namespace (it can signal no process
+outside and leaves none behind: when the sandbox's first process ends, the kernel ends the rest),
+and it cannot see the grader, the reference, other submissions, the output folder, the teacher
+cache or the MNIST test set. The worker lowers its own resource limits before any learner code runs.
+
+``kind()`` says which tool is used here: "bwrap", "unshare", or "none" (no isolation: the judge and
+worker split still holds, but the learner's code sees what its user sees).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+WORKER_DIR = Path(__file__).resolve().parent.parent / "worker"  # mounted alone, as learnkd_worker
+PROJECT = WORKER_DIR.parent.parent  # the checkout (or site-packages) holding grader/ and solutions/
+MOUNT = "/opt/learnkd"
+SUBMISSION, SCRATCH, HOME = "/submission", "/scratch", "/tmp/home"
+TMPFS_BYTES = 256 * 2**20  # the sandbox's own /tmp lives in memory: bounded
+NONE, BWRAP, UNSHARE = "none", "bwrap", "unshare"
+
+
+def bootstrap(package_parent: str) -> str:
+    return (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from learnkd_worker.serve import main; main()")
+
+
+def python_paths() -> list[Path]:
+    """The folders the worker's Python needs, read-only: the interpreter's prefixes and package folders."""
+    found = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix)}
+    found |= {Path(p) for p in site.getsitepackages()}
+    user = site.getusersitepackages()
+    if user and Path(user).is_dir() and user in sys.path:
+        found.add(Path(user))
+    executable = Path(sys.executable)
+    found.add(executable.parent)
+    if executable.is_symlink():
+        found.add(executable.resolve().parent.parent)
+    paths = []
+    for path in sorted(found, key=lambda p: len(p.parts)):
+        if path.is_dir() and not any(path == p or p in path.parents for p in paths) and path != Path("/"):
+            paths.append(path)
+    return paths
+
+
+def hidden_paths() -> list[Path]:
+    """Installed copies of the grader and the reference that a read-only mount would otherwise show."""
+    hidden = []
+    for name in ("grader", "solutions", "exercises"):
+        for base in [PROJECT, *map(Path, site.getsitepackages())]:
+            folder = base / name
+            if folder.is_dir():
+                hidden.append(folder.resolve())
+    return sorted(set(hidden))
+
+
+def system_binds() -> list[str]:
+    args = []
+    for path in ("/usr", "/etc", "/opt"):
+        if Path(path).is_dir():
+            args += ["--ro-bind", path, path]
+    for link in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+        p = Path(link)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(link), link]
+        elif p.is_dir():
+            args += ["--ro-bind", link, link]
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    return args
+
+
+def bwrap_command(command: list[str], submission: Path, scratch: Path, device: str = "cpu") -> list[str]:
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    args += system_binds()
+    args += ["--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--dir", HOME]
+    for path in python_paths():
+        args += ["--ro-bind", str(path), str(path)]
+    for path in hidden_paths():  # a non-editable install puts them inside a mounted site-packages
+        if any(p == path or p in path.parents for p in python_paths()):
+            args += ["--tmpfs", str(path)]
+    args += ["--ro-bind", str(WORKER_DIR), f"{MOUNT}/learnkd_worker"]
+    args += ["--bind", str(submission), SUBMISSION, "--bind", str(scratch), SCRATCH, "--chdir", SUBMISSION]
+    if device == "cuda":
+        for dev in sorted(Path("/dev").glob("nvidia*")):
+            args += ["--dev-bind", str(dev), str(dev)]
+    args += ["--clearenv", "--setenv", "HOME", HOME, "--setenv", "TMPDIR", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
+             "--setenv", "MPLCONFIGDIR", SCRATCH, "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "LANG", "C.UTF-8"]
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        if name in os.environ:
+            args += ["--setenv", name, os.environ[name]]
+    return [*args, "--", *command]
+
+
+def unshare_command(command: list[str], submission: Path, scratch: Path, device: str = "cpu") -> list[str]:
+    """util-linux unshare: new user, mount, PID, network and IPC namespaces; a shell mounts the views."""
+    hide = [str(p) for p in [Path.home(), *hidden_paths(), Path(os.environ.get("TMPDIR", "/tmp"))]
+            if p.is_dir() and p != Path("/")]
+    keep = [str(p) for p in python_paths()]
+    script = ["set -e", f"mount -t tmpfs -o size={TMPFS_BYTES} none {MOUNT_PARENT}"]
+    # keep the Python environment visible where it lies under a folder that is hidden
+    for i, path in enumerate(keep):
+        script.append(f"mkdir -p {MOUNT_PARENT}/keep{i} && mount --bind {path} {MOUNT_PARENT}/keep{i}")
+    script.append(f"mkdir -p {MOUNT_PARENT}/sub {MOUNT_PARENT}/scratch {MOUNT_PARENT}/worker")
+    script.append(f"mount --bind {submission} {MOUNT_PARENT}/sub && mount --bind {scratch} {MOUNT_PARENT}/scratch")
+    script.append(f"mount --bind {WORKER_DIR} {MOUNT_PARENT}/worker")
+    for path in hide:
+        script.append(f"mount -t tmpfs -o size={TMPFS_BYTES} none {path} 2>/dev/null || true")
+    for i, path in enumerate(keep):
+        script.append(f"mkdir -p {path} 2>/dev/null || true; mount --bind {MOUNT_PARENT}/keep{i} {path} 2>/dev/null || true")
+    script += [f"mkdir -p {SUBMISSION} {SCRATCH} {MOUNT}/learnkd_worker {HOME} 2>/dev/null || true",
+               f"mount --bind {MOUNT_PARENT}/sub {SUBMISSION} && mount --bind {MOUNT_PARENT}/scratch {SCRATCH}",
+               f"mount --bind {MOUNT_PARENT}/worker {MOUNT}/learnkd_worker",
+               f"cd {SUBMISSION}", 'exec "$@"']
+    env = ["env", "-i", f"HOME={HOME}", "TMPDIR=/tmp", "PATH=/usr/bin:/bin", f"MPLCONFIGDIR={SCRATCH}",
+           "PYTHONDONTWRITEBYTECODE=1", "LANG=C.UTF-8"]
+    return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--net", "--ipc", "--mount-proc",
+            "--kill-child", "sh", "-c", "\n".join(script), "sandbox", *env, *command]
+
+
+MOUNT_PARENT = "/mnt"
+
+
+@functools.lru_cache(maxsize=None)
+def kind() -> str:
+    """The tool that works on this machine: "bwrap", "unshare" or "none" (tried once, with `true`)."""
+    if os.environ.get("LEARNKD_SANDBOX") in (NONE, BWRAP, UNSHARE):
+        return os.environ["LEARNKD_SANDBOX"]
+    if not sys.platform.startswith("linux"):
+        return NONE
+    probe = Path("/")  # any folder will do for the probe's binds
+    if shutil.which("bwrap") and _works(bwrap_command(["true"], probe, probe)):
+        return BWRAP
+    if shutil.which("unshare") and _works(unshare_command(["true"], probe, probe)):
+        return UNSHARE
+    return NONE
+
+
+def _works(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def worker_command(submission: Path, scratch: Path, sandbox: str, device: str = "cpu") -> tuple[list[str], Path]:
+    """The command line that starts the worker, and the folder it sees the submission in."""
+    python = [sys.executable, "-I", "-c"]
+    if sandbox == BWRAP:
+        return bwrap_command([*python, bootstrap(MOUNT)], submission, scratch, device), Path(SUBMISSION)
+    if sandbox == UNSHARE:
+        return unshare_command([*python, bootstrap(MOUNT)], submission, scratch, device), Path(SUBMISSION)
+    # no isolation: the worker package is imported from where it lies, under its sandbox name
+    link_parent = scratch / ".worker"
+    link_parent.mkdir(exist_ok=True)
+    link = link_parent / "learnkd_worker"
+    if not link.exists():
+        link.symlink_to(WORKER_DIR)
+    return [*python, bootstrap(str(link_parent))], submission

@@ -1,0 +1,1 @@
+"""The end-to-end trainings on MNIST with the learner's code (tasks pipeline.*)."""
