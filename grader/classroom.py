@@ -2,19 +2,28 @@
 
 A submission is a folder laid out like exercises/ (or holding one), a notebook (.ipynb), or a .zip of
 either. Each is copied (or unpacked, or written out from its notebook) into a folder of its own, graded
-by ``run_grading`` like ``learnkd check --path``, and written as a Gradescope results.json. The batch
-gets a CSV gradebook (a row per submission, a column per topic, the total) and a JUnit XML report.
-One that crashes, hangs, eats memory or prints garbage fails its own checks and nothing else.
+by ``run_grading`` (the one grading flow: the learner's code in the sandbox, the checks in the judge), and
+written as a Gradescope results.json. The batch gets a CSV gradebook (a row per submission, a column per
+topic, the total) and a JUnit XML report. One that crashes, hangs, eats memory or prints garbage fails
+its own checks and nothing else.
+
+Grading refuses to start where no sandbox can be made (``SandboxMissing``) unless the caller asks for
+none (``Options.sandbox = "none"``, `learnkd grade --no-sandbox`). Whatever a submission is called, its
+results folder never takes the name of an output file, and every output is written to a temporary name
+and renamed into place, so an interrupted run leaves the previous gradebook whole.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
 import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -22,19 +31,53 @@ from pathlib import Path
 from typing import Callable
 from xml.etree import ElementTree
 
-from .grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, run_grading
-from .points import points
+from .grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, run_grading, sandbox
 from .grading.request import GradingRequest
+from .points import points
 from .results import CheckResult, by_topic, gradescope
 from .topics import ALL, topic_names, topics
 
-# Wall-clock limit of one submission's topic checks: they take ~5-10 s on 2 busy cores, and a check that
-# loops is stopped after 30 s by pytest-timeout (grader.runner), so two minutes leaves room for one such
-# check and stops a submission that defeats the per-check limit. With `all`, grading.ALL_TIMEOUT_S.
+# Wall-clock limit of one submission's topic checks: they take ~5-10 s on 2 busy cores, and a request to
+# the learner's code that loops is stopped after 30 s (GradingRequest.check_timeout), so two minutes leaves
+# room for a few such requests. With `all`, grading.ALL_TIMEOUT_S.
 TOPIC_TIMEOUT_S = 120
 ZIP_LIMIT_BYTES = 100 * 2**20  # unpacked size of one zip: a class's code and notebooks are far smaller
 ZIP_LIMIT_FILES = 2000
 SUBMISSION_FOLDER = "exercises"  # what the graded copy is called: messages say exercises/loss.py:31
+GRADEBOOK, JUNIT, RESULTS = "gradebook.csv", "junit.xml", "results.json"  # in --out; results.json per submission
+OUTPUT_NAMES = (GRADEBOOK, JUNIT)  # the batch's own files: no submission's results folder may take these names
+NAME_LIMIT = 80  # characters of a results folder's name (file systems allow 255 bytes; UTF-8 takes up to 4 a character)
+NO_SANDBOX = ("--no-sandbox: the submissions' code runs as you, without isolation. It can read and change your files "
+              "(SSH keys, shell start-up files, this gradebook, the other submissions), reach the network, and "
+              "signal or outlive the grading processes. The checks still run apart from it and decide every score, "
+              "so scores stay honest as long as it harms nothing; grade only submissions you trust this way.")
+
+
+class SandboxMissing(GradingError):
+    """`learnkd grade` needs a sandbox, and none can be made on this machine."""
+
+
+class OutputError(GradingError):
+    """The output folder cannot be written."""
+
+
+def output_error(out: Path, err: OSError) -> OutputError:
+    return OutputError(f"The results could not be written to {out}: {err}. Give an --out folder you can write to "
+                       "(gradebook.csv and junit.xml in it, if they are there, must be files).")
+
+
+def sandbox_missing() -> SandboxMissing:
+    import sys
+
+    where = ("this is not Linux" if not sys.platform.startswith("linux") else
+             "neither bubblewrap (bwrap) nor util-linux unshare can make one here (missing, or user namespaces "
+             "are not allowed, as in many containers)")
+    return SandboxMissing(
+        "learnkd grade runs each submission's code in a sandbox, so that it cannot read or change your files, "
+        "reach the network, see or harm the other submissions, or leave a process behind; no sandbox can be "
+        f"made on this machine: {where}. Install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) "
+        "and allow unprivileged user namespaces, or grade on a Linux machine that has them. If you trust every "
+        "submission, add --no-sandbox to grade without isolation.")
 
 
 @dataclass
@@ -147,14 +190,31 @@ def prepare(source: Path, work: Path, name: str, graded: list[str]) -> Handin:
     return handin
 
 
-def unique_names(sources: list[Path]) -> list[str]:
-    names, seen = [], set()
+def safe_name(source: Path) -> str:
+    """A folder name for ``source``'s results: letters (any script), digits, '_', '-' and inner dots; never
+    empty, never '.', '..' or hidden, never longer than NAME_LIMIT."""
+    absolute = Path(os.path.abspath(source))  # '.' and '..' by the folder they name
+    for raw in ((absolute.stem, absolute.name) if source.is_file() else (absolute.name,)):
+        text = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", raw))
+        text = text.strip("._-")[:NAME_LIMIT].rstrip("._-")
+        if text:
+            return text
+    return "submission"
+
+
+def unique_names(sources: list[Path], out: Path | None = None) -> list[str]:
+    """One results folder name per submission: distinct even on a file system that ignores case, and
+    never an output file's name (gradebook.csv, junit.xml) or a file already in ``out``."""
+    taken = {name.casefold() for name in OUTPUT_NAMES}
+    if out is not None and out.is_dir():
+        taken |= {p.name.casefold() for p in out.iterdir() if not p.is_dir() or p.is_symlink()}
+    names = []
     for source in sources:
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.stem if source.is_file() else source.name) or "submission"
+        base = safe_name(source)
         name, n = base, 2
-        while name in seen:
+        while name.casefold() in taken:
             name, n = f"{base}-{n}", n + 1
-        seen.add(name)
+        taken.add(name.casefold())
         names.append(name)
     return names
 
@@ -172,16 +232,31 @@ class Options:
     seed: int = 0
     data_dir: str | None = None
     device: str = "cpu"
+    sandbox: str | None = None  # None: the best this machine has, and refuse if it has none; "none": no isolation
 
 
-def grade_one(handin: Handin, options: Options, protect: list[Path]) -> Graded:
+def sandbox_for(options: Options) -> str:
+    """The sandbox the batch runs in; SandboxMissing when there is none and none was not asked for."""
+    if options.sandbox is not None:
+        return options.sandbox
+    kind = sandbox.kind()
+    if kind == sandbox.NONE:
+        raise sandbox_missing()
+    return kind
+
+
+def grade_one(handin: Handin, options: Options, kind: str | None = None) -> Graded:
+    """One submission through the one grading flow (``run_grading``), with no teacher cache."""
     if handin.problem:
         return Graded(handin, crash=handin.problem)
     timeout = options.timeout or (ALL_TIMEOUT_S if ALL in options.topics else TOPIC_TIMEOUT_S)
     request = GradingRequest(path=str(handin.folder), topics=list(options.topics), device=options.device,
                              data_dir=options.data_dir, seed=options.seed, cache_dir=None)
-    grading = run_grading(request, timeout=timeout, memory_mb=options.memory_mb, quiet=True,
-                          cwd=handin.folder.parent, writable=[], protect=tuple(protect))
+    try:
+        grading = run_grading(request, timeout=timeout, memory_mb=options.memory_mb, quiet=True,
+                              sandbox_kind=kind or sandbox_for(options))
+    except (GradingError, OSError) as err:  # e.g. too many files to copy: this submission fails, not the batch
+        return Graded(handin, crash=f"{handin.source.name} could not be graded: {err}")
     results = grading.results
     if handin.notebook is not None:
         results = handin.notebook.locate_results(results)
@@ -209,26 +284,42 @@ def complete(graded: list[Graded], selected: list[str]) -> None:
 
 def grade_batch(sources: list[Path], out: Path, options: Options,
                 on_done: Callable[[Graded], None] | None = None) -> list[Graded]:
-    """Grade every submission (``options.jobs`` at a time) and write the results under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Grade every submission (``options.jobs`` at a time) and write the results under ``out``.
+
+    SandboxMissing (before anything is graded) when no sandbox can be made and ``options.sandbox`` is not
+    "none"; OutputError when ``out`` cannot be written.
+    """
+    kind = sandbox_for(options)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error(out, err) from None
     selected = selected_topics(options.topics)
     graded_topics = topic_names() if ALL in options.topics else options.topics
+    sources = [Path(s) for s in sources]
+    names = unique_names(sources, out)
     work = Path(tempfile.mkdtemp(prefix="learnkd-grade-"))
     try:
-        handins = [prepare(Path(s), work, n, graded_topics) for s, n in zip(sources, unique_names(list(map(Path, sources))))]
+        handins = [prepare(s, work, n, graded_topics) for s, n in zip(sources, names)]
         done: dict[str, Graded] = {}
-        with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            futures = [pool.submit(grade_one, h, options, [work, out.resolve()]) for h in handins]
+        pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+        try:
+            futures = [pool.submit(grade_one, h, options, kind) for h in handins]
             for future in as_completed(futures):
                 graded = future.result()
                 done[graded.handin.name] = graded
                 if on_done:
                     on_done(graded)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # interrupted: the queued ones never start
         batch = [done[h.name] for h in handins]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     complete(batch, selected)
-    write_results(batch, out, selected)
+    try:
+        write_results(batch, out, selected)
+    except OSError as err:
+        raise output_error(out, err) from None
     return batch
 
 
@@ -277,22 +368,47 @@ def junit(batch: list[Graded]) -> ElementTree.ElementTree:
     return ElementTree.ElementTree(suites)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a hidden temporary file beside it, flushed, then renamed over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def gradebook(batch: list[Graded], selected: list[str]) -> bytes:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["submission", "source", *selected, "total", "crash"])
+    possible = batch[0].scores(selected) if batch else {}
+    writer.writerow(["(points possible)", "", *[f"{possible[t][1]:g}" for t in selected],
+                     f"{sum(p for _, p in possible.values()):g}", ""])
+    for graded in batch:
+        scores = graded.scores(selected)
+        writer.writerow([graded.handin.name, graded.handin.source.name, *[f"{scores[t][0]:g}" for t in selected],
+                         f"{sum(e for e, _ in scores.values()):g}", (graded.crash or "")[:300]])
+    return text.getvalue().encode("utf-8")
+
+
 def write_results(batch: list[Graded], out: Path, selected: list[str]) -> None:
+    """results.json per submission, then gradebook.csv and junit.xml, each written whole (``write_atomic``)."""
     for graded in batch:
         folder = out / graded.handin.name
         folder.mkdir(parents=True, exist_ok=True)
         report = gradescope(graded.results, graded.seconds, summary(graded, selected))
-        (folder / "results.json").write_text(json.dumps(report, indent=2))
-    with open(out / "gradebook.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", "source", *selected, "total", "crash"])
-        possible = batch[0].scores(selected) if batch else {}
-        writer.writerow(["(points possible)", "", *[f"{possible[t][1]:g}" for t in selected],
-                         f"{sum(p for _, p in possible.values()):g}", ""])
-        for graded in batch:
-            scores = graded.scores(selected)
-            writer.writerow([graded.handin.name, graded.handin.source.name, *[f"{scores[t][0]:g}" for t in selected],
-                             f"{sum(e for e, _ in scores.values()):g}", (graded.crash or "")[:300]])
+        write_atomic(folder / RESULTS, json.dumps(report, indent=2).encode("utf-8"))
+    write_atomic(out / GRADEBOOK, gradebook(batch, selected))
     tree = junit(batch)
     ElementTree.indent(tree)
-    tree.write(out / "junit.xml", encoding="utf-8", xml_declaration=True)
+    xml = io.BytesIO()
+    tree.write(xml, encoding="utf-8", xml_declaration=True)
+    write_atomic(out / JUNIT, xml.getvalue())

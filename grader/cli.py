@@ -323,18 +323,32 @@ def topic_list(text: str) -> list[str]:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding MNIST/raw/ (for all).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where `all` trains.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the checks and the training.")
-def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, device, seed):
+@click.option("--no-sandbox", is_flag=True,
+              help="Run the submissions' code without isolation (where no sandbox can be made; trusted code only).")
+def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, device, seed, no_sandbox):
     """Grade a class: each SUBMISSION (a folder like exercises/, a notebook, or a .zip of either) in a
-    process of its own, with a time and a memory limit. Writes a Gradescope results.json per
+    sandbox of its own, with a time and a memory limit. Writes a Gradescope results.json per
     submission, a CSV gradebook and a JUnit XML report into --out. Points: grader/points.toml.
     """
-    from .classroom import Options, grade_batch, selected_topics
-    from .grading import MEMORY_LIMIT_MB
+    from .classroom import NO_SANDBOX, Options, SandboxMissing, grade_batch, sandbox_for, selected_topics
+    from .grading import MEMORY_LIMIT_MB, GradingError, sandbox
+    from .points import PointsError, load_points
 
     chosen = topic_list(topics_text)
     selected = selected_topics(chosen)
+    try:
+        load_points()  # a malformed points file is said before minutes of grading, not after
+    except PointsError as err:
+        raise UserError(str(err)) from None
     options = Options(chosen, jobs, timeout, MEMORY_LIMIT_MB if memory_mb is None else memory_mb, seed,
-                      str(data_dir.resolve()) if data_dir else None, device)
+                      str(data_dir.resolve()) if data_dir else None, device,
+                      sandbox=sandbox.NONE if no_sandbox else None)
+    try:
+        sandbox_for(options)
+    except SandboxMissing as err:
+        raise UserError(str(err)) from None
+    if no_sandbox:
+        click.echo(click.style(NO_SANDBOX, fg="yellow"), err=True)
 
     def done(graded):
         if graded.handin.problem:
@@ -347,7 +361,10 @@ def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, dev
         if graded.crash:
             click.echo(click.style(f"  note: {graded.crash[:300]}", fg="red"))
 
-    batch = grade_batch(list(submissions), out, options, on_done=done)
+    try:
+        batch = grade_batch(list(submissions), out, options, on_done=done)
+    except GradingError as err:  # no sandbox here, or --out cannot be written: one paragraph
+        raise UserError(str(err)) from None
     click.echo(f"graded {len(batch)} submissions: {out / 'gradebook.csv'}, {out / 'junit.xml'}, "
                f"and {out}/<name>/results.json")
 
@@ -376,4 +393,10 @@ cli.add_command(experiment)
 
 
 def main() -> None:
-    cli(prog_name="learnkd")
+    from .points import PointsError
+
+    try:
+        cli(prog_name="learnkd")
+    except PointsError as err:  # points are read when results are written (check --json): one paragraph, exit 2
+        UserError(str(err)).show()
+        sys.exit(EXIT_USAGE)
