@@ -154,6 +154,10 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
     request = GradingRequest(path=str(folder), topics=[topic], device=device,
                              data_dir=str(Path(data_dir).resolve()) if data_dir else None, seed=seed,
                              cache_dir=None if no_cache else str(default_cache_dir()), verbose=verbose)
+    from .grading import sandbox
+
+    if sandbox.kind() == sandbox.NONE:
+        click.echo(click.style(f"note: {sandbox.NO_ISOLATION}", fg="yellow"), err=True)
     grading = run_grading(request)
     if lab:
         lab.locate_results(grading.results)  # file:line of the written files -> notebook cells

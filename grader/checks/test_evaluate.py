@@ -2,10 +2,14 @@
 
 The model and data come from grader.diagnose.evaluate: a "model" that reads its logits off the
 image, so the grader knows which examples it gets right, and a data set whose last batch is partial.
+The learner's evaluate runs in the worker on them; the judge compares what it returned with the exact
+fraction. Gradient tracking is seen by a hook in the worker (it changes no value the judge could check);
+eval mode is both seen there and measured here: with dropout on, the accuracy would not be exact.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import pytest
@@ -13,8 +17,9 @@ import torch
 from torch import Tensor
 
 from grader.checking import CheckFailed, describe_type, difference, expect, fmt
-from grader.diagnose.evaluate import (EVAL_MODE, NO_GRAD, PARTIAL, Lookup, exact_fraction, loader,
-                                      recognise_evaluate, watch)
+from grader.diagnose.evaluate import EVAL_MODE, NO_GRAD, PARTIAL, exact_fraction, recognise_evaluate, run_remote
+from grader.grading.remote import LearnerError
+from grader.worker.wire import Opaque
 
 pytestmark = [pytest.mark.evaluate, pytest.mark.usefixtures("one_thread")]
 
@@ -22,17 +27,19 @@ EXACT = 1e-6  # counts are exact; a float32 mean per batch (a correct formulatio
 DROPOUT = 0.5  # drops half of the logits in training mode, which changes most predictions
 
 
-def run(submission, reference, model=None):
-    """The learner's evaluate on the fixed data; an error that a known mistake explains becomes its message."""
+def run(submission, reference, dropout: float = 0.0) -> dict:
+    """The learner's evaluate on the fixed data, in the worker: {"value", "calls"}; an error that a known
+    mistake explains becomes its message."""
     fn = submission.evaluate.evaluate
     try:
-        return fn(model if model is not None else Lookup(), loader(PARTIAL))
-    except RuntimeError:
+        return run_remote(fn, PARTIAL, dropout)
+    except LearnerError as err:
         # argmax over the batch fails on a partial batch (shapes (10,) and (6,)); on full batches of 10 it runs
-        mistake = recognise_evaluate(fn, reference.evaluate.evaluate)
+        mistake = recognise_evaluate(fn, reference.evaluate.evaluate) if err.type == "RuntimeError" else None
         if mistake:
-            raise CheckFailed(f"evaluate raised an error on a data set of {sum(s for s, _ in PARTIAL)} examples "
-                              f"in batches of {PARTIAL[0][0]}. {mistake.says}") from None
+            raise CheckFailed(f"evaluate raised {err.type}: {err.message.splitlines()[0] if err.message else ''} "
+                              f"on a data set of {sum(s for s, _ in PARTIAL)} examples in batches of "
+                              f"{PARTIAL[0][0]}. {mistake.says}") from err
         raise
 
 
@@ -43,6 +50,9 @@ def explain(submission, reference, got, want: float) -> str:
             f"{PARTIAL[-1][0]}), of which the model gets {sum(n for _, n in PARTIAL)} right")
     if mistake:
         return f"evaluate returned {fmt(got)} {data}: expected {want:.6g}. {mistake.says}"
+    if isinstance(got, float) and math.isnan(got):
+        return (f"evaluate returned NaN {data}: expected {want:.6g}. A fraction of examples is never NaN: is a "
+                "division 0 / 0 somewhere (an empty count, or a total that stays 0)?")
     diff = difference(torch.tensor(float(got)), torch.tensor(want), rtol=0.0, atol=EXACT)
     return (f"evaluate {data}: {diff}. It matches none of the common mistakes: count the correct predictions "
             "over all batches and divide by the number of examples.")
@@ -50,43 +60,51 @@ def explain(submission, reference, got, want: float) -> str:
 
 def test_returns_a_float_between_0_and_1(submission, reference):
     """returns a Python float between 0 and 1"""
-    got = run(submission, reference)
+    got = run(submission, reference)["value"]
     if isinstance(got, Tensor):
         raise CheckFailed(f"evaluate should return a Python float, but returned {describe_type(got)} ({fmt(got)}): "
                           "turn tensors into Python numbers with .item(), e.g. "
                           "correct += (predicted == y).sum().item().")
     if isinstance(got, numbers.Integral):
         raise CheckFailed(explain(submission, reference, got, exact_fraction()))
-    expect(isinstance(got, float), f"evaluate should return a Python float, but returned {describe_type(got)}.")
+    expect(isinstance(got, float), f"evaluate should return a Python float, but returned {describe_type(got)}"
+           + (f" ({got.text}): convert it with float(...)." if isinstance(got, Opaque) else "."))
     if not 0.0 <= got <= 1.0:
         raise CheckFailed(explain(submission, reference, got, exact_fraction()))
 
 
 def test_is_the_fraction_of_all_examples(submission, reference):
     """is the fraction of all examples right, when the last batch is partial"""
-    got = run(submission, reference)
-    if isinstance(got, Tensor) and got.numel() == 1:
+    got = run(submission, reference)["value"]
+    if isinstance(got, Tensor) and got.numel() == 1 and got.is_floating_point():
         got = got.item()  # the type is the other check's business
-    expect(isinstance(got, numbers.Real), f"evaluate should return a Python float, but returned {describe_type(got)}.")
+    elif isinstance(got, Opaque) and got.number is not None:
+        got = got.number
+    expect(isinstance(got, (int, float)) and not isinstance(got, bool),
+           f"evaluate should return a Python float, but returned {describe_type(got)}.")
     want = exact_fraction()
-    if abs(got - want) > EXACT:
+    if not abs(got - want) <= EXACT:  # NaN is never right
         raise CheckFailed(explain(submission, reference, got, want))
 
 
 def test_puts_the_model_in_eval_mode(submission, reference):
     """puts the model in eval mode (dropout off)"""
-    model = Lookup(dropout=DROPOUT)
-    calls = watch(model.dropout)  # a submodule's hook runs even when the learner calls model.forward(x)
-    run(submission, reference, model)
-    expect(calls, "evaluate never ran the model: call model(x) on each batch of the loader.")
-    expect(not any(training for training, _ in calls), EVAL_MODE)
+    plain = run(submission, reference)
+    with_dropout = run(submission, reference, dropout=DROPOUT)
+    expect(with_dropout["calls"], "evaluate never ran the model: call model(x) on each batch of the loader.")
+    expect(not any(training for training, _ in with_dropout["calls"]), EVAL_MODE)
+    # What the judge measures itself: with dropout on, the accuracy would not be the exact fraction.
+    want = exact_fraction()
+    if _close(plain["value"], want):
+        expect(_close(with_dropout["value"], want), EVAL_MODE)
 
 
 def test_builds_no_autograd_graph(submission, reference):
     """builds no autograd graph (runs under torch.no_grad)"""
-    model = Lookup()
-    calls = watch(model.dropout)
-    run(submission, reference, model)
+    calls = run(submission, reference)["calls"]
     expect(calls, "evaluate never ran the model: call model(x) on each batch of the loader.")
     expect(not any(grad for _, grad in calls), NO_GRAD)
 
+
+def _close(value, want: float) -> bool:
+    return type(value) is float and abs(value - want) <= EXACT

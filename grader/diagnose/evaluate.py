@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from grader.worker.scenarios import Lookup, watch  # noqa: F401 (the checks import them from here)
+
 from . import Mistake, Probe, probe, recognise
 
 CLASSES = 10
@@ -21,22 +23,6 @@ BATCH_SIZE = 32
 PARTIAL = ((32, 30), (32, 20), (6, 1))
 # Full batches of 10, as many as the classes: argmax over the wrong dimension runs without an error here.
 FULL = ((10, 9), (10, 4), (10, 7))
-
-
-class Lookup(nn.Module):
-    """A "model" whose logits are the first 10 pixels of each image (a one-hot row the grader sets).
-
-    Its weight multiplies the logits by 1 and requires a gradient, so running it with gradient
-    tracking on builds a graph; with ``dropout`` it drops logits in training mode.
-    """
-
-    def __init__(self, dropout: float = 0.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(x[:, 0, 0, :CLASSES] * self.scale)  # (B, 10)
 
 
 def dataset(batches=PARTIAL, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -60,13 +46,6 @@ def loader(batches=PARTIAL) -> DataLoader:
     """A plain DataLoader, as in the course's notebooks (len(loader.dataset) works on it)."""
     x, y = dataset(batches)
     return DataLoader(TensorDataset(x, y), batch_size=batches[0][0], shuffle=False)
-
-
-def watch(model: nn.Module) -> list[tuple[bool, bool]]:
-    """(training, grad enabled) at each forward call of ``model``, appended as the calls happen."""
-    calls = []
-    model.register_forward_pre_hook(lambda module, args: calls.append((module.training, torch.is_grad_enabled())))
-    return calls
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -172,17 +151,32 @@ NO_GRAD = ("model(x) ran with gradient tracking on, which builds an autograd gra
 
 
 def partial_probe() -> Probe:
-    return probe(Lookup, lambda: loader(PARTIAL))
+    return probe(PARTIAL)
 
 
 def full_probe() -> Probe:
-    return probe(Lookup, lambda: loader(FULL))
+    return probe(FULL)
+
+
+def run_remote(fn, batches=PARTIAL, dropout: float = 0.0) -> dict:
+    """The learner's evaluate, in the worker, on a Lookup model and a DataLoader of ``dataset(batches)``:
+    ``{"value": what it returned, "calls": [(training, grad enabled) of each forward pass]}``."""
+    x, y = dataset(batches)
+    reply = fn.remote.ask({"op": "evaluate", "x": x, "y": y, "batch_size": batches[0][0], "dropout": dropout},
+                          key="evaluate.evaluate")
+    if not isinstance(reply, dict):
+        raise ValueError("the worker's reply to evaluate is not what was asked for")
+    calls = reply.get("calls")
+    calls = [tuple(c) for c in calls if isinstance(c, (list, tuple)) and len(c) == 2] if isinstance(calls, list) else []
+    return {"value": reply.get("value"), "calls": [(c[0] is True, c[1] is True) for c in calls]}
 
 
 def fresh(fn, p: Probe):
-    """``fn`` on a fresh model and loader (the probe holds their factories)."""
-    make_model, make_loader = p.args
-    return fn(make_model(), make_loader())
+    """``fn`` on a fresh Lookup model and loader of the probe's batches (the learner's runs in the worker)."""
+    (batches,) = p.args
+    if hasattr(fn, "remote"):
+        return run_remote(fn, batches)["value"]
+    return fn(Lookup(), loader(batches))
 
 
 def recognise_evaluate(learner, reference) -> Mistake | None:

@@ -28,6 +28,8 @@ MOUNT = "/opt/learnkd"
 SUBMISSION, SCRATCH, HOME = "/submission", "/scratch", "/tmp/home"
 TMPFS_BYTES = 256 * 2**20  # the sandbox's own /tmp lives in memory: bounded
 NONE, BWRAP, UNSHARE = "none", "bwrap", "unshare"
+NO_ISOLATION = ("no sandbox can be made on this machine (learnkd uses bubblewrap, or util-linux unshare, on Linux), "
+                "so your code runs as you, without isolation; the checks still run apart from it and decide.")
 
 
 def bootstrap(package_parent: str) -> str:
@@ -80,7 +82,7 @@ def system_binds() -> list[str]:
 
 
 def bwrap_command(command: list[str], submission: Path, scratch: Path, device: str = "cpu") -> list[str]:
-    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    args = ["bwrap", "--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
     args += system_binds()
     args += ["--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--dir", HOME]
     for path in python_paths():
@@ -102,32 +104,58 @@ def bwrap_command(command: list[str], submission: Path, scratch: Path, device: s
 
 
 def unshare_command(command: list[str], submission: Path, scratch: Path, device: str = "cpu") -> list[str]:
-    """util-linux unshare: new user, mount, PID, network and IPC namespaces; a shell mounts the views."""
-    hide = [str(p) for p in [Path.home(), *hidden_paths(), Path(os.environ.get("TMPDIR", "/tmp"))]
-            if p.is_dir() and p != Path("/")]
-    keep = [str(p) for p in python_paths()]
-    script = ["set -e", f"mount -t tmpfs -o size={TMPFS_BYTES} none {MOUNT_PARENT}"]
-    # keep the Python environment visible where it lies under a folder that is hidden
-    for i, path in enumerate(keep):
-        script.append(f"mkdir -p {MOUNT_PARENT}/keep{i} && mount --bind {path} {MOUNT_PARENT}/keep{i}")
-    script.append(f"mkdir -p {MOUNT_PARENT}/sub {MOUNT_PARENT}/scratch {MOUNT_PARENT}/worker")
-    script.append(f"mount --bind {submission} {MOUNT_PARENT}/sub && mount --bind {scratch} {MOUNT_PARENT}/scratch")
-    script.append(f"mount --bind {WORKER_DIR} {MOUNT_PARENT}/worker")
-    for path in hide:
-        script.append(f"mount -t tmpfs -o size={TMPFS_BYTES} none {path} 2>/dev/null || true")
-    for i, path in enumerate(keep):
-        script.append(f"mkdir -p {path} 2>/dev/null || true; mount --bind {MOUNT_PARENT}/keep{i} {path} 2>/dev/null || true")
-    script += [f"mkdir -p {SUBMISSION} {SCRATCH} {MOUNT}/learnkd_worker {HOME} 2>/dev/null || true",
-               f"mount --bind {MOUNT_PARENT}/sub {SUBMISSION} && mount --bind {MOUNT_PARENT}/scratch {SCRATCH}",
-               f"mount --bind {MOUNT_PARENT}/worker {MOUNT}/learnkd_worker",
-               f"cd {SUBMISSION}", 'exec "$@"']
-    env = ["env", "-i", f"HOME={HOME}", "TMPDIR=/tmp", "PATH=/usr/bin:/bin", f"MPLCONFIGDIR={SCRATCH}",
+    """util-linux unshare: new user, mount, PID, network and IPC namespaces, in which a shell builds a new
+    root of read-only binds (the same view as bwrap's), chroots into it and drops every capability."""
+    root = "/mnt/.learnkd-root"
+    lines = ["set -e", f"mount -t tmpfs -o size={TMPFS_BYTES} learnkd /mnt", f"mkdir -p {root}"]
+
+    def bind(source: str, target: str, readonly: bool = True) -> None:
+        lines.append(f"mkdir -p {root}{target} && mount --rbind {_q(source)} {root}{target}")
+        if readonly:
+            lines.append(f"mount -o remount,ro,bind {root}{target}")
+
+    for path in ("/usr", "/etc", "/opt"):
+        if Path(path).is_dir():
+            bind(path, path)
+    for link in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+        p = Path(link)
+        if p.is_symlink():
+            lines.append(f"ln -s {_q(os.readlink(link))} {root}{link}")
+        elif p.is_dir():
+            bind(link, link)
+    if Path("/sys/devices/system/cpu").is_dir():
+        bind("/sys/devices/system/cpu", "/sys/devices/system/cpu")
+    for path in python_paths():
+        bind(str(path), str(path))
+    for path in hidden_paths():
+        if any(p == path or p in path.parents for p in python_paths()):
+            lines.append(f"mount -t tmpfs none {root}{_q(str(path))}")
+    bind(str(WORKER_DIR), f"{MOUNT}/learnkd_worker")
+    bind(str(submission), SUBMISSION, readonly=False)
+    bind(str(scratch), SCRATCH, readonly=False)
+    lines += [f"mkdir -p {root}/proc {root}/dev {root}/tmp", f"mount -t proc proc {root}/proc",
+              f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
+              f"mount -t tmpfs -o size=64m none {root}/dev", f"mkdir -p {root}/dev/shm"]
+    devices = ["null", "zero", "random", "urandom"]
+    if device == "cuda":
+        devices += [d.name for d in sorted(Path("/dev").glob("nvidia*"))]
+    for dev in devices:
+        lines.append(f"touch {root}/dev/{dev} && mount --bind /dev/{dev} {root}/dev/{dev}")
+    env = ["/usr/bin/env", "-i", f"HOME={HOME}", "TMPDIR=/tmp", "PATH=/usr/bin:/bin", f"MPLCONFIGDIR={SCRATCH}",
            "PYTHONDONTWRITEBYTECODE=1", "LANG=C.UTF-8"]
-    return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--net", "--ipc", "--mount-proc",
-            "--kill-child", "sh", "-c", "\n".join(script), "sandbox", *env, *command]
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        if name in os.environ:
+            env.append(f"{name}={os.environ[name]}")
+    # no capability is left: the binds stay read-only and the chroot cannot be left
+    lines.append(f'cd {root}{SUBMISSION} && exec chroot {root} /usr/bin/setpriv --bounding-set=-all '
+                 f'--inh-caps=-all --no-new-privs -- /bin/sh -c \'cd {SUBMISSION} && exec "$@"\' sandbox '
+                 + " ".join(_q(a) for a in env) + ' "$@"')
+    return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--net", "--ipc", "--kill-child",
+            "/bin/sh", "-c", "\n".join(lines), "sandbox", *command]
 
 
-MOUNT_PARENT = "/mnt"
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 @functools.lru_cache(maxsize=None)
