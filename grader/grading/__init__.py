@@ -166,13 +166,14 @@ def copy_submission(source: Path, target: Path) -> dict[str, str]:
 
 
 def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb: int | None = None,
-                quiet: bool = False, sandbox_kind: str | None = None, threads: int = 1) -> Grading:
+                quiet: bool = False, sandbox_kind: str | None = None, threads: int | None = None) -> Grading:
     """Run the hidden checks for ``request`` and collect their results.
 
     ``timeout``: seconds of wall-clock time for the whole run (default by topics); ``memory_mb``: the
     worker's address space (0: no limit); ``quiet``: progress and the learner's output go to a log, not the
     terminal; ``sandbox_kind``: "bwrap", "unshare" or "none" (default: the best that works here);
-    ``threads``: torch threads of the worker for the end-to-end training.
+    ``threads``: torch threads of the worker (default: every core for the end-to-end training, else one:
+    the topic checks work on tiny tensors, where threads wait on each other longer than they compute).
     """
     selected = request.topics
     timeout = timeout or (ALL_TIMEOUT_S if ALL in selected else TOPIC_TIMEOUT_S)
@@ -180,6 +181,7 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
     if request.device == "cuda":
         memory_mb = 0
     kind = sandbox_kind or sandbox.kind()
+    threads = threads or ((os.cpu_count() or 1) if ALL in selected else 1)
     grading = Grading(request)
     tmp = Path(tempfile.mkdtemp(prefix="learnkd-"))
     try:
