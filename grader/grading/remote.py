@@ -9,8 +9,14 @@ past the time limit once, later calls of it fail at once with the same error.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..checking import CheckFailed
 from .worker_process import LearnerError, WorkerGone, WorkerProcess
+
+
+# The file a request's code comes from, by the request's first word (grader/worker/tasks.py).
+OP_FILES = {"model": "models", "evaluate": "evaluate", "train": "train"}
 
 
 class Remote:
@@ -33,8 +39,12 @@ class Remote:
         error = self.errors.get(stem)
         if not isinstance(error, dict):
             return None
-        where = f"{error.get('file')}:{error.get('line')}" if error.get("line") else str(error.get("file"))
-        return f"{where}: {error.get('message')}"
+        from ..submission import display_path
+
+        folder = (judge.request.display or judge.request.path) if judge.request else "."
+        file = display_path(Path(folder) / Path(str(error.get("file"))).name)
+        where = f"{file}:{error.get('line')}" if type(error.get("line")) is int else file
+        return f"{where}: {str(error.get('message'))[:2000]}"
 
     def __getattr__(self, stem: str) -> "RemoteModule":
         if stem.startswith("_"):
@@ -45,9 +55,15 @@ class Remote:
         return RemoteModule(self, stem)
 
     def ask(self, message: dict, key: str | None = None, timeout: float | None = None):
-        """One request to the worker, under this run's per-request time limit."""
+        """One request to the worker, under this run's per-request time limit; a request that needs a file
+        that failed to load fails with that file's error."""
         if key and key in self.timed_out:
             raise self.timed_out[key]
+        op = str(message.get("op", ""))
+        stem = message.get("module") if op == "call" else OP_FILES.get(op.split(".")[0])
+        problem = self.load_error(stem) if isinstance(stem, str) else None
+        if problem:
+            raise CheckFailed(problem)
         try:
             return self.process.request(message, timeout or self.timeout)
         except WorkerGone as err:
