@@ -32,6 +32,8 @@ remote = None  # grader.grading.remote.Remote
 request: GradingRequest | None = None
 # A stream to the real terminal, for progress of long checks (pytest captures sys.stderr).
 progress_stream = None
+# True when the run's output goes to a log, not a terminal: long checks then show no progress bars.
+quiet = False
 
 
 def progress(text: str) -> None:
@@ -188,9 +190,10 @@ def read_config() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    global progress_stream, remote, request
+    global progress_stream, quiet, remote, request
     request_file = argv[0]
     config = read_config()
+    quiet = bool(config.get("worker_log"))
     with open(request_file) as f:
         request = GradingRequest(**json.load(f))
     progress_stream = os.fdopen(os.dup(2), "w")  # pytest captures fd 2 during checks; this copy is not

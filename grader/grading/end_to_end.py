@@ -1,0 +1,249 @@
+"""The judge's side of `learnkd check all`: the learner's code trains on MNIST in the worker; the judge measures.
+
+The worker (``grader.worker.pipeline``) trains the learner's Teacher with the learner's train_model,
+distils a Student with the learner's distill and trains the same Student on hard labels, on the
+training split the judge sends it, and returns each model as an exported graph of aten operations.
+The MNIST test split never leaves the judge: it runs each graph here (``graph.Graph``, which refuses
+any operation that compares, indexes or looks values up), and the accuracy, the agreement with the
+teacher, the parameter count and the size it reports are its own measurements. Losses, training
+seconds and CPU latency come from the worker and are informational only.
+
+A trained teacher is cached by the judge alone (``grader.teacher_cache``), keyed by every file of the
+submission, the schedule, the seed, the device, the data and the torch version; an entry is checked
+when read, and its graph is run again on the test set, which must give the accuracy it stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .. import teacher_cache
+from ..checking import CheckFailed, single_thread
+from ..data import load_mnist, load_raw, resolve_data_dir
+from ..pipeline import DISTILLED, HARD, TEACHER, ModelReport
+from ..topics import schedule
+from .graph import Graph, GraphError, accuracy
+from .worker_process import LearnerError, WorkerGone
+
+# One training request (the teacher's, the distillation, the hard-label student's): the reference takes
+# 15-30 s each on 2 cores; a learner's bigger models or slower loops on a slow 2-core machine get 30x that.
+TRAIN_TIMEOUT_S = 900
+# Exporting and running a trained model, measuring its latency, loading cached weights.
+SHORT_TIMEOUT_S = 120
+# A cached teacher's graph, run again on the test set, must give the accuracy stored with it (to a few
+# images: convolutions may round differently with another number of threads).
+CACHE_ACCURACY_TOLERANCE = 3e-4
+WHAT = {TEACHER: "your Teacher", DISTILLED: "your distilled Student", HARD: "your Student trained on hard labels"}
+OPS = {TEACHER: "pipeline.teacher", DISTILLED: "pipeline.distil", HARD: "pipeline.hard"}
+
+
+@dataclass
+class Measured:
+    """What the judge measured of one returned graph."""
+    graph: Graph
+    logits: Tensor
+    accuracy: float
+
+
+@dataclass
+class EndToEnd:
+    """The three models' reports, and for a model the judge could not measure, why (an exception)."""
+    reports: dict[str, ModelReport] = field(default_factory=dict)
+    problems: dict[str, BaseException] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def report(self, name: str) -> ModelReport:
+        """``name``'s report; raises the reason it has none, for the check to fail with."""
+        problem = self.problems.get(name)
+        if problem is None:
+            return self.reports[name]
+        if isinstance(problem, WorkerGone) and problem.timeout:
+            raise CheckFailed(f"training {WHAT[name]} did not finish within {TRAIN_TIMEOUT_S} s: is there a loop "
+                              "that never ends, or is the model far bigger than it needs to be?") from problem
+        raise problem
+
+
+def data_digest(*tensors: Tensor) -> str:
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        digest.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:32]
+
+
+def export_problem(name: str, reply: dict) -> GraphError:
+    return GraphError(
+        f"{WHAT[name]} could not be exported as a graph of operations ({reply.get('export_error')}). The grader "
+        "runs your trained model itself on the test set, so the model must be exportable with torch.export: "
+        "build it from torch.nn layers, and let forward() take one batch of images and return its logits "
+        "without Python branches on the values of tensors.")
+
+
+def measure(name: str, data, x_test: Tensor, y_test: Tensor) -> Measured:
+    """Check ``data`` as a graph, run it on the test set here, and score it: GraphError when it cannot run."""
+    graph = Graph(data, what=WHAT[name])
+    logits = graph(x_test)
+    if logits.shape != (len(y_test), 10):
+        raise GraphError(f"{WHAT[name]} returned logits of shape {tuple(logits.shape)} for {len(y_test)} test "
+                         f"images; they should be ({len(y_test)}, 10)")
+    return Measured(graph, logits.float(), accuracy(logits.float(), y_test))
+
+
+def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=None, folder: Path | None = None,
+        progress: bool = False, log: Callable[[str], None] = lambda text: None, limit: int | None = None,
+        train_timeout: float = TRAIN_TIMEOUT_S) -> EndToEnd:
+    """Train the learner's three models in the worker of ``remote`` and measure them here.
+
+    ``folder``: the submission's files, which key the cached teacher (the judge's private copy);
+    ``progress``: the worker shows progress bars on its stderr; ``limit``: train on the first ``limit``
+    training images only (the project's tests). The judge runs each returned graph on the test set on
+    one thread of its own while the worker trains the next model.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool, single_thread():
+        return Run(remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout, pool).run()
+
+
+class Run:
+    def __init__(self, remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout, pool):
+        self.remote, self.log, self.timeout, self.pool = remote, log, train_timeout, pool
+        self.start = time.perf_counter()
+        self.plan = schedule()
+        root, how = resolve_data_dir(data_dir)
+        images, labels = load_raw("train", root.resolve(), how)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        self.x_test, self.y_test = load_mnist("test", data_dir)
+        self.digest = data_digest(images, labels, self.x_test, self.y_test)
+        self.data = {"key": self.digest, "images": images, "labels": labels}
+        self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress}
+        self.result = EndToEnd()
+        self.pending: dict[str, tuple[Future, dict, bool]] = {}  # name -> (its measurement, its reply, cached)
+        self.teacher_state = None
+        self.cache_dir, self.key = cache_dir, None
+        if cache_dir and folder is not None:
+            self.key = teacher_cache.cache_key(folder, role="judge", schedule=sorted(self.plan.items()), seed=seed,
+                                               device=device, data=self.digest, limit=limit)
+
+    def ask(self, name: str, extra: dict, timeout: float) -> dict:
+        """One training request; sends the data or the teacher again when the worker says it lacks them."""
+        message = {"op": OPS[name], **self.base, "data": {"key": self.digest}, **extra}
+        for _ in range(3):
+            reply = self.remote.ask(message, key=OPS[name], timeout=timeout)
+            if not isinstance(reply, dict):
+                raise WorkerGone("the worker's reply is not what was asked for")
+            need = reply.get("need")
+            if not need:
+                return reply
+            if "data" in need:
+                message["data"] = self.data
+            if "teacher" in need:
+                if self.teacher_state is None:
+                    raise CheckFailed("your trained Teacher's state_dict did not come back as tensors, so the "
+                                      "worker could not be given it again after it restarted.")
+                message["teacher_state"] = self.teacher_state
+        raise WorkerGone("the worker kept asking for what it was sent")
+
+    def measure_later(self, name: str, reply: dict, cached: bool = False, done: Measured | None = None) -> None:
+        """Run the model's graph on the test set in the background (or take ``done``, measured already)."""
+        if done is None:
+            graph = reply.get("graph")
+            if graph is None:
+                future = Future()
+                future.set_exception(export_problem(name, reply))
+            else:
+                future = self.pool.submit(measure, name, graph, self.x_test, self.y_test)
+        else:
+            future = Future()
+            future.set_result(done)
+        self.pending[name] = (future, reply, cached)
+
+    def cached_teacher(self) -> bool:
+        """Load the teacher from the judge's cache into the worker; False when there is no usable entry."""
+        entry = teacher_cache.judge_entry(teacher_cache.load(self.cache_dir, self.key)) if self.key else None
+        if entry is None:
+            return False
+        try:
+            done = measure(TEACHER, entry["graph"], self.x_test, self.y_test)
+        except GraphError:
+            return False
+        if abs(done.accuracy - entry["accuracy"]) > CACHE_ACCURACY_TOLERANCE:
+            return False  # not what the judge wrote, or not for these test images: train again
+        try:
+            reply = self.ask(TEACHER, {"cached_state": entry["state_dict"]}, SHORT_TIMEOUT_S)
+        except (LearnerError, WorkerGone):
+            return False  # the learner's Teacher() does not take the weights back: train it
+        self.log("teacher: using the one trained before with this code (the teacher cache)")
+        self.teacher_state = entry["state_dict"]
+        self.measure_later(TEACHER, {**reply, "losses": entry["losses"], "seconds": entry["seconds"]}, True, done)
+        return True
+
+    def run(self) -> EndToEnd:
+        plan, result = self.plan, self.result
+        if not self.cached_teacher():
+            self.log(f"training your Teacher with your train_model ({plan['epochs']} epochs on "
+                     f"{len(self.data['images']):,} images)")
+            try:
+                reply = self.ask(TEACHER, {}, self.timeout)
+            except (LearnerError, WorkerGone) as err:
+                result.problems[TEACHER] = err
+                for name in (DISTILLED, HARD):
+                    result.problems[name] = teacher_failed(err)
+                result.seconds = time.perf_counter() - self.start
+                return result
+            state = reply.get("state_dict")
+            self.teacher_state = state if teacher_cache.plain_state_dict(state) else None
+            self.measure_later(TEACHER, reply)
+        for name, what in ((DISTILLED, f"distilling your Student with your distill (T={plan['T']}, alpha={plan['alpha']})"),
+                           (HARD, "training the same Student on hard labels only, with your train_model")):
+            self.log(what)
+            try:
+                self.measure_later(name, self.ask(name, {}, self.timeout))
+            except (LearnerError, WorkerGone, CheckFailed) as err:
+                result.problems[name] = err
+        self.finish()
+        result.seconds = time.perf_counter() - self.start
+        return result
+
+    def finish(self) -> None:
+        """The reports, once every graph has run; the trained teacher into the cache."""
+        measured: dict[str, Measured] = {}
+        for name in (TEACHER, DISTILLED, HARD):
+            if name not in self.pending:
+                continue
+            future, reply, cached = self.pending[name]
+            try:
+                done = measured[name] = future.result()
+            except GraphError as err:
+                self.result.problems[name] = CheckFailed(str(err))
+                continue
+            teacher = measured.get(TEACHER)
+            agreement = (done.logits.argmax(1) == teacher.logits.argmax(1)).float().mean().item() if teacher else None
+            latency = {int(k): v for k, v in (reply.get("latency_ms") or {}).items()
+                       if type(k) is str and k.isdigit() and type(v) is float}
+            raw, seconds = reply.get("losses"), reply.get("seconds")
+            losses = [v if type(v) is float else None for v in raw] if type(raw) is list else []
+            seconds = float(seconds) if type(seconds) in (int, float) else 0.0
+            self.result.reports[name] = ModelReport(name, done.accuracy, done.graph.weights(), done.graph.size_kb(),
+                                                    seconds, losses, cached, agreement=agreement, latency_ms=latency)
+        teacher = self.result.reports.get(TEACHER)
+        if self.key and teacher is not None and not teacher.cached and self.teacher_state is not None:
+            graph = self.pending[TEACHER][1].get("graph")
+            if teacher_cache.plain_data(graph):
+                teacher_cache.save(self.cache_dir, self.key, {
+                    "version": teacher_cache.ENTRY_VERSION, "state_dict": self.teacher_state, "graph": graph,
+                    "accuracy": teacher.accuracy, "losses": teacher.losses, "seconds": teacher.train_seconds})
+
+
+def teacher_failed(err: BaseException) -> CheckFailed:
+    failed = CheckFailed("your Teacher could not be trained (see the Teacher's check), so no Student was trained "
+                         "from it.")
+    failed.__cause__ = err
+    return failed
