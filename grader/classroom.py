@@ -147,12 +147,16 @@ def find_layout(root: Path) -> Path | None:
 
 
 def copy_code(source: Path, target: Path) -> None:
-    """Copy the regular files of a folder (not links: a link could point at the reference)."""
+    """Copy a folder's regular files; a link is copied as the link, never followed (it could point at the
+    reference), so that grading leaves it out and says why."""
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if path.is_symlink() or "__pycache__" in relative.parts:
+        if "__pycache__" in relative.parts:
             continue
-        if path.is_dir():
+        if path.is_symlink():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(path), target / relative)
+        elif path.is_dir():
             (target / relative).mkdir(parents=True, exist_ok=True)
         elif path.is_file():
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +190,7 @@ def prepare(source: Path, work: Path, name: str, graded: list[str]) -> Handin:
             copy_code(found, folder)
         handin.folder = folder
     except (ValueError, zipfile.BadZipFile, OSError, UnicodeError) as err:
-        handin.problem = f"{handin.source.name} could not be graded: {err}"
+        handin.problem = f"{source_label(handin)} could not be graded: {err}"
     return handin
 
 
@@ -256,7 +260,7 @@ def grade_one(handin: Handin, options: Options, kind: str | None = None) -> Grad
         grading = run_grading(request, timeout=timeout, memory_mb=options.memory_mb, quiet=True,
                               sandbox_kind=kind or sandbox_for(options))
     except (GradingError, OSError) as err:  # e.g. too many files to copy: this submission fails, not the batch
-        return Graded(handin, crash=f"{handin.source.name} could not be graded: {err}")
+        return Graded(handin, crash=f"{source_label(handin)} could not be graded: {err}")
     results = grading.results
     if handin.notebook is not None:
         results = handin.notebook.locate_results(results)
@@ -330,7 +334,7 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
 def summary(graded: Graded, selected: list[str]) -> str:
     parts = [f"{t.name} {t.status} ({t.passed}/{len(t.checks)})" for t in by_topic(graded.results, selected)]
     note = f"; note: {graded.crash}" if graded.crash else ""
-    return f"learnkd grade {graded.handin.source.name}: " + ", ".join(parts) + note
+    return f"learnkd grade {source_label(graded.handin)}: " + ", ".join(parts) + note
 
 
 XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -368,10 +372,21 @@ def junit(batch: list[Graded]) -> ElementTree.ElementTree:
     return ElementTree.ElementTree(suites)
 
 
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def source_label(handin: Handin) -> str:
+    return handin.source.name or str(handin.source)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a hidden temporary file beside it, flushed, then renamed over it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the gradebook from the course's staff
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -394,7 +409,7 @@ def gradebook(batch: list[Graded], selected: list[str]) -> bytes:
                      f"{sum(p for _, p in possible.values()):g}", ""])
     for graded in batch:
         scores = graded.scores(selected)
-        writer.writerow([graded.handin.name, graded.handin.source.name, *[f"{scores[t][0]:g}" for t in selected],
+        writer.writerow([graded.handin.name, source_label(graded.handin), *[f"{scores[t][0]:g}" for t in selected],
                          f"{sum(e for e, _ in scores.values()):g}", (graded.crash or "")[:300]])
     return text.getvalue().encode("utf-8")
 

@@ -5,8 +5,12 @@ build the image, then run_autograder once per submission with the learner's file
 /autograder/submission; whatever run_autograder leaves in /autograder/results/results.json is the grade.
 run_autograder lays the submission out like exercises/ (``prepare`` below, the same as `learnkd grade`),
 runs ``learnkd check TOPIC --path ... --json results.json`` (``--notebook`` for a notebook, so that
-messages name its cells) as an unprivileged user, copies that to /autograder/results/results.json,
-and makes sure a results.json exists even when something failed. Its paths can be moved with
+messages name its cells), copies that to /autograder/results/results.json, and makes sure a
+results.json exists even when something failed. `learnkd check` goes through the one grading flow
+(``grader.grading.run_grading``): the judge runs as root, the learner's code runs in the worker as an
+unprivileged user ($LEARNKD_WORKER_USER), inside bubblewrap where the container allows it. setup.sh
+makes the installed reference and grader readable by root alone (the worker's own package excepted),
+so that even without a sandbox the learner's code can neither read the reference nor write the results. Its paths can be moved with
 environment variables ($LEARNKD_AUTOGRADER, $LEARNKD_BIN, $LEARNKD_PYTHON, $LEARNKD_RUN_AS), which the
 project's tests use to run it on a fake /autograder tree.
 
@@ -34,7 +38,7 @@ set -euo pipefail
 AUTOGRADER="${LEARNKD_AUTOGRADER:-/autograder}"
 SOURCE="$AUTOGRADER/source"
 apt-get update
-apt-get install -y --no-install-recommends python3 python3-venv python3-pip
+apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap
 python3 -m venv "$AUTOGRADER/venv"
 "$AUTOGRADER/venv/bin/pip" install --upgrade pip
 "$AUTOGRADER/venv/bin/pip" install torch torchvision --index-url https://download.pytorch.org/whl/cpu
@@ -45,8 +49,13 @@ if [ ! -d "$SOURCE/data/MNIST/raw" ]; then
         "from grader.data import load_mnist; load_mnist('train'); load_mnist('test')"
 fi
 chmod -R a+rX "$SOURCE/data"
-# The learner's code runs as this user: it may not write /autograder/results or leave processes behind.
+# The learner's code runs as this user: it may not read the reference, write /autograder/results or leave
+# processes behind. The installed reference and grader are root's alone, but for the worker's own package.
 id -u @RUN_AS@ >/dev/null 2>&1 || useradd --system --create-home @RUN_AS@
+SITE="$("$AUTOGRADER/venv/bin/python" -c 'import grader, os; print(os.path.dirname(os.path.dirname(os.path.abspath(grader.__file__))))')"
+chmod -R go-rwx "$SITE/solutions" "$SITE/grader"
+chmod go+x "$SITE/grader"
+chmod -R go+rX "$SITE/grader/worker"
 """
 
 RUN_AUTOGRADER = r"""#!/usr/bin/env bash
@@ -66,8 +75,8 @@ WORK="$(mktemp -d)"
 if "$PYTHON" -m grader.gradescope_bundle prepare "$AUTOGRADER/submission" "$WORK" "$RESULTS" "$TOPIC"; then
     mapfile -t TARGET < "$WORK/target"
     if [ -n "$RUN_AS" ] && [ "$(id -u)" = 0 ]; then
-        chown -R "$RUN_AS" "$WORK"
-        (cd "$WORK" && runuser -u "$RUN_AS" -- "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")
+        # the judge runs as root; the learner's code (the worker) as $RUN_AS, who cannot write $WORK
+        (cd "$WORK" && LEARNKD_WORKER_USER="$RUN_AS" "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")
         runuser -u "$RUN_AS" -- kill -9 -1 2>/dev/null  # anything the submission left running
     else
         (cd "$WORK" && "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,8 +21,10 @@ from xml.etree import ElementTree
 import pytest
 from click.testing import CliRunner
 
+from grader import classroom
 from grader import points as points_module
-from grader.classroom import find_layout, prepare, unpack
+from grader.classroom import OUTPUT_NAMES, find_layout, prepare, unique_names, unpack, write_atomic
+from grader.grading import sandbox
 from grader.cli import cli
 from grader.gradescope_bundle import write_bundle
 from grader.results import CheckResult, gradescope
@@ -98,6 +101,122 @@ def test_points_come_from_the_points_file(tmp_path, monkeypatch):
     report = gradescope([CheckResult("test_x.py::test_special", "loss", "special", "passed"),
                          CheckResult("test_m.py::test_y", "models", "y", "failed", "wrong")], 1.0, "")
     assert (report["score"], report["max_score"]) == (7.0, 9.0)
+
+
+def test_malformed_points_files_are_one_paragraph(tmp_path, monkeypatch):
+    table = tmp_path / "points.toml"
+    monkeypatch.setenv(points_module.POINTS_ENV, str(table))
+    for text, says in (("[[[ broken", "not valid TOML"), ('default = "two"', "default is 'two'"),
+                       ("[topics]\nloss = -1", "loss in [topics] is -1"), ("checks = 3", "checks must be a table"),
+                       ("bonus = 1", "bonus is not a setting")):
+        table.write_text(text)
+        points_module._load.cache_clear()
+        with pytest.raises(points_module.PointsError, match=re.escape(says)) as err:
+            points_module.points("test_loss.py::test_x", "loss")
+        assert "\n" not in str(err.value) and str(table) in str(err.value)
+    monkeypatch.setenv(points_module.POINTS_ENV, str(tmp_path / "missing.toml"))
+    with pytest.raises(points_module.PointsError, match="does not exist"):
+        points_module.load_points()
+    points_module._load.cache_clear()
+
+
+def test_grade_with_a_malformed_points_file_is_exit_2_before_grading(tmp_path, monkeypatch):
+    (tmp_path / "points.toml").write_text("[checks]\ntest_x = 1\n[checks]\n")
+    monkeypatch.setenv(points_module.POINTS_ENV, str(tmp_path / "points.toml"))
+    points_module._load.cache_clear()
+    result = CliRunner().invoke(cli, ["grade", str(SOLUTIONS), "--out", str(tmp_path / "out"), "--topics", "loss"])
+    points_module._load.cache_clear()
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "not valid TOML" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_json_with_a_malformed_points_file_is_exit_2(tmp_path):
+    (tmp_path / "points.toml").write_text("default = [1]\n")
+    env = dict(os.environ, LEARNKD_POINTS=str(tmp_path / "points.toml"))
+    proc = subprocess.run([str(LEARNKD), "check", "loss", "--solutions", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "default is [1]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_grade_refuses_without_a_sandbox_unless_told(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "kind", lambda: sandbox.NONE)
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a submission")  # never reaches a grading run: nothing runs without isolation here
+    refused = CliRunner().invoke(cli, ["grade", str(junk), "--out", str(tmp_path / "out"), "--topics", "loss"])
+    assert refused.exit_code == 2 and "--no-sandbox" in refused.output and "bubblewrap" in refused.output
+    assert not (tmp_path / "out").exists()
+    allowed = CliRunner().invoke(cli, ["grade", str(junk), "--out", str(tmp_path / "out"), "--topics", "loss",
+                                       "--no-sandbox"])
+    assert allowed.exit_code == 0, allowed.output
+    assert allowed.output.count("without isolation") == 1
+    assert read_gradebook(tmp_path / "out")["junk"]["total"] == "0"
+
+
+def test_unique_names_never_take_an_output_name(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "alice").write_text("a file the instructor keeps here")
+    odd = ["gradebook.csv", "junit.xml", "GRADEBOOK.CSV", ".", "..", "..zip", ".hidden", "with space", "élève",
+           "日本語", "a" * 250, "alice", "-", "gradebook.csv.zip", "junit.xml.ipynb"]
+    sources = []
+    for name in odd:
+        path = tmp_path / "class" / name
+        if name.endswith((".zip", ".ipynb")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+        else:
+            path = Path(name) if name in (".", "..") else path
+            if name not in (".", ".."):
+                path.mkdir(parents=True)
+        sources.append(path)
+    names = unique_names(sources, tmp_path / "out")
+    assert len({n.casefold() for n in names}) == len(names)
+    for name in names:
+        assert name and not name.startswith(".") and name.casefold() not in OUTPUT_NAMES and len(name) <= 80
+        assert "/" not in name and " " not in name and name not in ("alice",)
+    assert names[odd.index("élève")] == "élève" and names[odd.index("with space")] == "with_space"
+
+
+def test_grade_survives_any_submission_name(tmp_path, monkeypatch):
+    classroom_dir = tmp_path / "class"
+    for name in ("gradebook.csv", "junit.xml", "with space", "élève", "here"):
+        (classroom_dir / name).mkdir(parents=True)  # empty: "could not be graded", so no grading run is needed
+    for name in ("..zip", "gradebook.csv.zip", "junit.xml.ipynb"):
+        (classroom_dir / name).write_bytes(b"broken")
+    out = classroom_dir / "out"
+    out.mkdir()
+    (out / "gradebook.csv").write_text("the previous gradebook\n")
+    monkeypatch.chdir(classroom_dir / "here")
+    args = ["../gradebook.csv", "../junit.xml", "../with space", "../élève", "../..zip", "../gradebook.csv.zip",
+            "../junit.xml.ipynb", ".", ".."]
+    result = CliRunner().invoke(cli, ["grade", *args, "--out", "../out", "--topics", "loss"])
+    assert result.exit_code == 0, result.output
+    rows = read_gradebook(out)
+    assert len(rows) == len(args) + 1 and all("could not be graded" in r["crash"] for n, r in rows.items() if n[0] != "(")
+    for name in rows:
+        if name != "(points possible)":
+            assert json.loads((out / name / "results.json").read_text())["score"] == 0
+    assert ElementTree.parse(out / "junit.xml").getroot().get("name") == "learnkd"
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["gradebook.csv", "junit.xml"]
+
+
+def test_outputs_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    target = tmp_path / "gradebook.csv"
+    target.write_text("the previous gradebook\n")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classroom.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, b"half of a new one")
+    assert target.read_text() == "the previous gradebook\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["gradebook.csv"]  # the temporary file went too
+    monkeypatch.undo()
+    write_atomic(target, b"the new one\n")
+    assert target.read_bytes() == b"the new one\n" and [p.name for p in tmp_path.iterdir()] == ["gradebook.csv"]
+    assert target.stat().st_mode & 0o044 == 0o044 & ~classroom.umask()  # readable as any file the user writes
 
 
 # ---------------------------------------------------------------------------------------------------

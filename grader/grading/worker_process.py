@@ -84,7 +84,7 @@ class WorkerProcess:
         self.seen_as = seen_as
         scratch_seen = sandbox.SCRATCH if self.sandbox != sandbox.NONE else str(self.scratch)
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log if self.log is not None else None)
+                                     stderr=self.log if self.log is not None else None, **worker_user())
         self.starts += 1
         self._send({**self.settings.to_dict(seen_as), "stack_file": f"{scratch_seen}/{STACK_FILE}"})
         self.loaded = None
@@ -225,6 +225,25 @@ class WorkerProcess:
         else:
             reason = f"ended with exit code {code} before answering"
         raise WorkerGone(f"the process running your code {reason}")
+
+
+WORKER_USER_ENV = "LEARNKD_WORKER_USER"  # run as root with it set, the worker runs as that user (Gradescope)
+
+
+def worker_user() -> dict:
+    """Popen's arguments that start the worker as $LEARNKD_WORKER_USER (when the judge runs as root): the
+    learner's code then cannot read the judge's files, write its results or signal it, sandbox or not."""
+    name = os.environ.get(WORKER_USER_ENV)
+    if not name or os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise WorkerGone(f"${WORKER_USER_ENV} names the user {name!r}, who does not exist (a setting of the "
+                         "grader, not your code)") from None
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _worker_pid(pid: int) -> int | None:

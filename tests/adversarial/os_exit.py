@@ -1,7 +1,6 @@
 """Ends the grading process with os._exit(0) while it loads, before any check can fail.
 
 says: os._exit()
-crash: yes
 """
 import os
 

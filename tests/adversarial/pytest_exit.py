@@ -1,7 +1,6 @@
 """Calls pytest.exit(returncode=0) to end the session as if every check had run.
 
-says: pytest.exit()
-crash: yes
+says: Exit
 """
 import pytest
 

@@ -1,6 +1,6 @@
 """Reads the reference's source file from beside the grader and runs it.
 
-says: a file of the grader
+says: KeyError: 'grader'
 """
 import sys
 from pathlib import Path

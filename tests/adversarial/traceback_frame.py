@@ -1,6 +1,6 @@
 """Reaches the check's frame through a caught exception's traceback (tb_frame.f_back), then inspect.stack().
 
-says: looked at the call stack
+says: no reference on the stack
 """
 import inspect
 

@@ -1,0 +1,1 @@
+../../../solutions/models.py

@@ -1,0 +1,1 @@
+../../../solutions/train.py
