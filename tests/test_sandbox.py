@@ -1,7 +1,7 @@
 """The sandbox the worker runs in, probed from inside by a submission that tries what a hostile one would.
 
 The probe's models.py runs at import, in the worker, and prints what it could do to the worker's log:
-read HOME or the project, write the system, reach 127.0.0.1, see other processes, keep a capability,
+read HOME or the project, write the system, fill a disk, reach 127.0.0.1, see other processes, keep a capability,
 import the reference. Each sandbox that works on this machine (bwrap, unshare) is probed; one that
 cannot be made here is skipped, saying so.
 """
@@ -36,6 +36,14 @@ def write(path):
         f.write("x")
     return path
 
+def fill(folder):
+    written = 0
+    for i in range(40):  # 400 MB, more than the sandbox's folders hold
+        with open(os.path.join(folder, f"fill-{i}.bin"), "wb") as f:
+            f.write(b"x" * 10 * 2**20)
+        written += 10
+    return written
+
 PORT = int(open(os.path.join(os.path.dirname(__file__), "port.txt")).read())
 found = {
     "home": attempt(lambda: os.listdir(os.path.expanduser("~"))),
@@ -44,6 +52,8 @@ found = {
     "project": attempt(lambda: os.listdir(PROJECT)),
     "write_system": attempt(lambda: write("/usr/learnkd-probe")),
     "write_submission": attempt(lambda: write("written-by-probe.txt")),
+    "fill_submission": attempt(lambda: fill(".")),
+    "fill_scratch": attempt(lambda: fill("/scratch")),
     "connect": attempt(lambda: socket.create_connection(("127.0.0.1", PORT), timeout=2).sendall(b"stolen")),
     "processes": attempt(lambda: len([p for p in os.listdir("/proc") if p.isdigit()])),
     "capabilities": attempt(lambda: [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]),
@@ -121,12 +131,14 @@ def test_a_submission_in_the_sandbox_reaches_nothing_outside(kind, tmp_path, mon
     found = json.loads(text.split("PROBE ", 1)[1].splitlines()[0])
     assert "models" in loaded["modules"], loaded
     assert found["home"] == ["ok", "[]"], found["home"]  # its own, empty HOME
-    for what in ("real_home", "secret", "project", "write_system", "connect", "solutions", "grader"):
+    for what in ("real_home", "secret", "project", "write_system", "connect", "solutions", "grader",
+                 "fill_submission", "fill_scratch"):  # its folders are in memory and bounded: no disk to fill
         assert found[what][0] == "refused", (what, found[what])
     assert found["write_submission"][0] == "ok"  # its own copy is writable
     assert int(found["processes"][1]) <= 3, found["processes"]  # its own PID namespace
     assert found["capabilities"][1].strip("'") == "0000000000000000", found["capabilities"]
     assert received == [] and not Path("/usr/learnkd-probe").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["models.py", "port.txt"]  # the handed-in copy is untouched
 
 
 def test_the_best_sandbox_here_is_named():

@@ -1,8 +1,9 @@
 """The OS-level sandbox the worker runs in: Linux namespaces made by bubblewrap, else util-linux unshare.
 
 Inside it the worker sees a read-only system and Python environment, the worker's own code (as
-``/opt/learnkd/learnkd_worker``), the submission's private copy (``/submission``, writable) and a
-scratch folder; its HOME and /tmp are empty and its own. It has no network (a new network
+``/learnkd/learnkd_worker``) and the submission's private copy (read-only, copied by the worker into
+``/submission`` before any learner code runs); ``/submission``, ``/scratch``, HOME and /tmp are its own,
+empty, in memory and bounded (``TMPFS_BYTES`` each), so a submission can fill no disk. It has no network (a new network
 namespace holds only a loopback of its own), its own PID namespace (it can signal no process
 outside and leaves none behind: when the sandbox's first process ends, the kernel ends the rest),
 and it cannot see the grader, the reference, other submissions, the output folder, the teacher
@@ -24,9 +25,11 @@ from pathlib import Path
 
 WORKER_DIR = Path(__file__).resolve().parent.parent / "worker"  # mounted alone, as learnkd_worker
 PROJECT = WORKER_DIR.parent.parent  # the checkout (or site-packages) holding grader/ and solutions/
-MOUNT = "/opt/learnkd"
+MOUNT = "/learnkd"
 SUBMISSION, SCRATCH, HOME = "/submission", "/scratch", "/tmp/home"
-TMPFS_BYTES = 256 * 2**20  # the sandbox's own /tmp lives in memory: bounded
+HANDED_IN = f"{MOUNT}/handed-in"  # the submission's copy, read-only; the worker copies it into /submission
+# /submission, /scratch and /tmp are the sandbox's own, in memory, each bounded: a submission cannot fill a disk.
+TMPFS_BYTES = 256 * 2**20
 NONE, BWRAP, UNSHARE = "none", "bwrap", "unshare"
 NO_ISOLATION = ("no sandbox can be made on this machine (learnkd uses bubblewrap, or util-linux unshare, on Linux), "
                 "so your code runs as you, without isolation; the checks still run apart from it and decide.")
@@ -81,7 +84,7 @@ def system_binds() -> list[str]:
     return args
 
 
-def bwrap_command(command: list[str], submission: Path, scratch: Path, device: str = "cpu") -> list[str]:
+def bwrap_command(command: list[str], submission: Path, scratch: Path | None = None, device: str = "cpu") -> list[str]:
     args = ["bwrap", "--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
     args += system_binds()
     args += ["--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--dir", HOME]
@@ -91,7 +94,9 @@ def bwrap_command(command: list[str], submission: Path, scratch: Path, device: s
         if any(p == path or p in path.parents for p in python_paths()):
             args += ["--tmpfs", str(path)]
     args += ["--ro-bind", str(WORKER_DIR), f"{MOUNT}/learnkd_worker"]
-    args += ["--bind", str(submission), SUBMISSION, "--bind", str(scratch), SCRATCH, "--chdir", SUBMISSION]
+    args += ["--ro-bind", str(submission), HANDED_IN]
+    args += ["--size", str(TMPFS_BYTES), "--tmpfs", SUBMISSION, "--size", str(TMPFS_BYTES), "--tmpfs", SCRATCH,
+             "--chdir", SUBMISSION]
     if device == "cuda":
         for dev in sorted(Path("/dev").glob("nvidia*")):
             args += ["--dev-bind", str(dev), str(dev)]
@@ -103,7 +108,7 @@ def bwrap_command(command: list[str], submission: Path, scratch: Path, device: s
     return [*args, "--", *command]
 
 
-def unshare_command(command: list[str], submission: Path, scratch: Path, device: str = "cpu") -> list[str]:
+def unshare_command(command: list[str], submission: Path, scratch: Path | None = None, device: str = "cpu") -> list[str]:
     """util-linux unshare: new user, mount, PID, network and IPC namespaces, in which a shell builds a new
     root of read-only binds (the same view as bwrap's), chroots into it and drops every capability."""
     root = "/mnt/.learnkd-root"
@@ -131,8 +136,9 @@ def unshare_command(command: list[str], submission: Path, scratch: Path, device:
         if any(p == path or p in path.parents for p in python_paths()):
             lines.append(f"mount -t tmpfs none {root}{_q(str(path))}")
     bind(str(WORKER_DIR), f"{MOUNT}/learnkd_worker")
-    bind(str(submission), SUBMISSION, readonly=False)
-    bind(str(scratch), SCRATCH, readonly=False)
+    bind(str(submission), HANDED_IN)
+    for folder in (SUBMISSION, SCRATCH):
+        lines.append(f"mkdir -p {root}{folder} && mount -t tmpfs -o size={TMPFS_BYTES} none {root}{folder}")
     lines += [f"mkdir -p {root}/proc {root}/dev {root}/tmp", f"mount -t proc proc {root}/proc",
               f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
               f"mount -t tmpfs -o size=64m none {root}/dev", f"mkdir -p {root}/dev/shm"]
@@ -181,7 +187,7 @@ def _works(command: list[str]) -> bool:
         return False
 
 
-def worker_command(submission: Path, scratch: Path, sandbox: str, device: str = "cpu") -> tuple[list[str], Path]:
+def worker_command(submission: Path, scratch: Path | None, sandbox: str, device: str = "cpu") -> tuple[list[str], Path]:
     """The command line that starts the worker, and the folder it sees the submission in."""
     python = [sys.executable, "-I", "-c"]
     if sandbox == BWRAP:

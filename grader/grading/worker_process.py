@@ -25,7 +25,6 @@ from . import sandbox
 
 REPLY_LIMIT = 256 * 2**20  # bytes of one reply: the largest is a trained Teacher's graph and weights
 START_TIMEOUT_S = 120  # starting Python and torch, and importing the submission, on a busy 2-core machine
-STACK_FILE = ".learnkd-stack"  # where the worker writes its Python stack when the judge asks (SIGUSR1)
 
 
 class LearnerError(Exception):
@@ -75,29 +74,45 @@ class WorkerProcess:
     proc: subprocess.Popen | None = None
     loaded: dict | None = None  # {"errors": {stem: {...}}, "modules": [...]} from the last start
     starts: int = 0
+    failed_start: "WorkerGone | None" = None  # how importing the submission failed, once it has
 
     def start(self) -> None:
         self.stop()
-        self.scratch = Path(tempfile.mkdtemp(prefix="learnkd-scratch-"))
-        os.chmod(self.scratch, 0o777)
+        # Outside a sandbox the worker's scratch folder is a temporary folder here; inside, it is the sandbox's own.
+        self.scratch = None
+        if self.sandbox == sandbox.NONE:
+            self.scratch = Path(tempfile.mkdtemp(prefix="learnkd-scratch-"))
         command, seen_as = sandbox.worker_command(self.submission, self.scratch, self.sandbox, self.device)
         self.seen_as = seen_as
-        scratch_seen = sandbox.SCRATCH if self.sandbox != sandbox.NONE else str(self.scratch)
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log if self.log is not None else None, **worker_user())
         self.starts += 1
-        self._send({**self.settings.to_dict(seen_as), "stack_file": f"{scratch_seen}/{STACK_FILE}"})
+        copy_from = sandbox.HANDED_IN if self.sandbox != sandbox.NONE else None
+        self._send({**self.settings.to_dict(seen_as), "copy_from": copy_from})
         self.loaded = None
 
     def ready(self) -> dict:
-        """The load report ({"errors", "modules"}), once the worker has imported the submission."""
+        """The load report ({"errors", "modules"}), once the worker has imported the submission.
+
+        A worker that dies or hangs while importing the submission would do so again: that failure is kept
+        and every later request fails with it at once.
+        """
+        if self.failed_start is not None:
+            raise self.failed_start
         if self.proc is None or self.proc.poll() is not None:
             self.start()
         if self.loaded is not None:
             return self.loaded
-        reply = self._receive(time.monotonic() + START_TIMEOUT_S, "starting")
-        if "ok" not in reply or not isinstance(reply["ok"], dict):
-            raise WorkerGone("the worker did not load the submission")
+        try:
+            reply = self._receive(time.monotonic() + START_TIMEOUT_S, "starting", START_TIMEOUT_S)
+            if not isinstance(reply, dict) or not isinstance(reply.get("ok"), dict):
+                self.stop()
+                raise WorkerGone("the worker did not load the submission")
+        except WorkerGone as err:
+            err.reason = f"while your files were being imported, {err.reason}"
+            err.args = (err.reason,)
+            self.failed_start = err
+            raise
         self.loaded = reply["ok"]
         return self.loaded
 
@@ -193,21 +208,27 @@ class WorkerProcess:
                          timeout=True, frames=frames)
 
     def stack(self) -> list[dict]:
-        """Where the learner's code is now: the worker writes its stack to the scratch folder on SIGUSR1."""
-        path = self.scratch / STACK_FILE if getattr(self, "scratch", None) else None
-        if path is None or self.proc is None:
+        """Where the learner's code is now: on SIGUSR1 the worker writes its Python stack to its reply pipe."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pid = _worker_pid(self.proc.pid)
+        if not pid:
             return []
         try:
-            os.kill(self.proc.pid, 0)
-            pid = _worker_pid(self.proc.pid)
-            if pid:
-                os.kill(pid, signal.SIGUSR1)
-                time.sleep(0.3)
-            text = path.read_text(errors="replace")[-20000:]
-        except (OSError, ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+        except OSError:
             return []
-        frames = []
+        fd, chunks, deadline = self.proc.stdout.fileno(), [], time.monotonic() + 0.5
+        while time.monotonic() < deadline and sum(map(len, chunks)) < 65536:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        text = b"".join(chunks).decode(errors="replace")
         folder = re.escape(str(self.seen_as))
+        frames = []
         for file, line, name in re.findall(rf'File "{folder}/([^"/]+\.py)", line (\d+) in (\S+)', text):
             frames.append({"file": file, "line": int(line), "name": name, "text": ""})
         return list(reversed(frames))  # faulthandler lists the innermost call first

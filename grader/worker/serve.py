@@ -185,6 +185,19 @@ def apply_limits(settings: dict) -> None:
             pass
 
 
+def copy_tree(source: Path, target: Path) -> None:
+    """The handed-in files (read-only here) into the writable folder the learner's code runs in."""
+    import shutil
+
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_dir() and not path.is_symlink():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        elif path.is_file() and not path.is_symlink():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
+
+
 def main() -> None:
     fd_in, fd_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -199,14 +212,14 @@ def main() -> None:
     worker = Worker(fd_in, fd_out)
     settings = wire.receive(fd_in)
     apply_limits(settings)
-    if settings.get("stack_file"):  # the judge asks where the code is when it stops a run (SIGUSR1)
-        import faulthandler
-        import signal
+    import faulthandler
+    import signal
 
-        try:
-            faulthandler.register(signal.SIGUSR1, file=open(settings["stack_file"], "w"), all_threads=False)
-        except (OSError, ValueError):
-            pass
+    # When the judge stops a request that runs too long, it asks where the code is (SIGUSR1): the stack goes
+    # to the reply pipe, which the judge reads once more before it ends this process.
+    faulthandler.register(signal.SIGUSR1, file=fd_out, all_threads=False)
+    if settings.get("copy_from"):  # the sandbox's /submission is its own, in memory: fill it with the copy
+        copy_tree(Path(settings["copy_from"]), Path(settings.get("folder", ".")))
     torch.set_num_threads(max(1, int(settings.get("threads", 1))))
     worker.folder = Path(settings.get("folder", ".")).resolve()
     sys.dont_write_bytecode = True
