@@ -1,38 +1,68 @@
 """What a learner's training loop did, watched with probes and hooks, and the mistake that explains it.
 
-The values a loop returns say little about how it trained, so the checks of the topic `train` run the
-learner's ``train_model`` or ``distill`` on probe models (one Linear layer on tiny synthetic images)
-and a probe loader, and record every event on the way into a ``Trace``:
+The values a loop returns say little about how it trained, so the checks of the topic `train` have the
+learner's ``train_model`` or ``distill`` run, in the worker, on probe models (one Linear layer on tiny
+synthetic images) and a probe loader (``grader.worker.tracing``, which records every event on the
+way). The worker sends the record as plain data; ``rebuild_trace`` here checks it (types, shapes,
+indices) and rebuilds a ``Trace``:
 
-- each forward pass of a probe (its input, its output, train or eval mode, autograd on or off);
-- each backward pass reaching the trained model's weight: the gradient it brought (``register_hook``)
-  and what ``.grad`` held once it was added in (``register_post_accumulate_grad_hook``);
-- each ``optimizer.step()`` (a global step pre-hook): the weight's ``.grad`` at that moment and which
-  parameters the optimizer holds;
+- each forward pass of a probe (its input, its output, its weight and bias then, train or eval mode,
+  autograd on or off);
+- each backward pass reaching the trained model's weight: the gradient it brought and what ``.grad``
+  held once it was added in;
+- each ``optimizer.step()``: the weight's ``.grad`` at that moment and which parameters the optimizer
+  holds;
 - each pass over the loader, each gradient reaching the teacher, and each call of
-  ``distillation_loss`` (replaced, in the learner's train module, by the reference one wrapped in a
-  recorder, so a bug in the learner's loss cannot show up as a training failure).
+  ``distillation_loss`` (replaced, in the learner's train module, by a stand-in whose value and
+  gradients the judge computes with the reference: ``LossOracle``, the "kd" callback).
 
 The ``*_problem`` functions read a trace and return one sentence naming the mistake (what the loop
 did and what to do instead), or None when the loop did that part right. They name a mistake only
 when the trace shows it: any loop that trains correctly, however it is written, gets None.
+
+Trust. The record comes from the process that ran the learner's code, so it may shape a message but
+must never make a check pass on its own word. What the judge knows or recomputes itself:
+
+- the probe data, the loader's batches (their order included) and the teacher's weights: regenerated
+  here from the same seeds (``grader.worker.tracing.probe_data``); a pass sends only how many batches
+  it gave out;
+- each loss call's arguments, value and gradients: the judge received the arguments and computed the
+  rest in the "kd" callback (``LossOracle``);
+- each forward's output, from its input and the weight and bias recorded with it (``forward_doubt``);
+- each step's gradient: it must be a gradient of the batch of the forward before it alone, i.e. lie
+  in the span of that batch's inputs (any loss of a Linear layer's output has a gradient
+  ``dL/dout^T @ x``), which an accumulated gradient does not (``gradient_doubt``);
+- that the weights changed after every batch (``step_doubt``) and that the batches trained on are
+  epochs x len(loader) distinct batches of the judge's own loader passes (``epochs_doubt``);
+- that the teacher ran with its original weights (``teacher_doubt``) and that each loss call's
+  logits came from a student forward (``same_batch_doubt``);
+- the returned per-epoch mean losses: recomputed from the outputs and the judge's labels and losses;
+- the agreement of the distilled student with the teacher and with the labels: computed here from the
+  final weight and bias, on the judge's images, against the judge's teacher (``agreement``).
+
+What rests on the worker's observations only: train or eval mode (a Linear probe's outputs are the
+same in both, so ``mode_problem`` and ``teacher_mode_problem`` trust the recorded flags), whether
+autograd was on and whether gradients reached the teacher (``teacher_change_problem``'s second half),
+which parameters an optimizer holds and how many optimizers there were, the arguments a loss call was
+given by name (``given``, which only words a message), and the final weights themselves (the judge
+cannot replay Adam's steps, so the agreement is computed from the weights the worker reports).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch import Tensor
 
-from grader.data import Batches
+from grader.checking import CheckFailed
+from grader.worker import scenarios
+from grader.worker.tracing import loader_seed, probe_data
+from grader.worker.wire import Opaque
 
 CLASSES = 10
 IMAGE = (1, 28, 28)
@@ -42,6 +72,11 @@ DEFAULT_T, DEFAULT_ALPHA = 2.0, 0.7  # the defaults of distill's and distillatio
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-7
 # A returned mean loss matches the one we recompute from the recorded outputs within float32 rounding.
 LOSS_RTOL, LOSS_ATOL = 1e-4, 1e-6
+# A step's gradient lies in the span of its batch's inputs up to float32 rounding (~1e-7 of its size);
+# one that also holds an earlier batch's gradient is off it by a large fraction (~0.3 on the probes).
+SPAN_RTOL = 1e-3
+# What a record may hold (far above what a loop on the probes produces): events, passes, loss calls.
+MAX_EVENTS, MAX_PASSES, MAX_CALLS, MAX_ROWS = 20_000, 100, 5_000, 4_096
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -50,7 +85,7 @@ LOSS_RTOL, LOSS_ATOL = 1e-4, 1e-6
 
 @dataclass
 class Pass:
-    """One pass over the loader (an epoch, if the loop is right): the batches it yielded."""
+    """One pass over the loader (an epoch, if the loop is right): the batches it yielded (the judge's own)."""
     batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
 
 
@@ -58,9 +93,11 @@ class Pass:
 class Forward:
     role: str  # "model" (train_model), "student" or "teacher"
     x: Tensor  # a copy of the input batch
-    out: Tensor  # the output as returned, graph and all: loss calls are matched to it by identity
+    out: Tensor  # the output as returned: loss calls that received this very object are rebuilt to hold it
     training: bool  # the probe and all its submodules in train mode
     grad_enabled: bool
+    weight: Tensor | None = None  # the probe's weight and bias when it ran
+    bias: Tensor | None = None
 
 
 @dataclass
@@ -72,7 +109,7 @@ class Backward:
 @dataclass
 class Step:
     grad: Tensor | None  # the watched weight's .grad when optimizer.step() began
-    optimizer: int  # id() of the optimizer
+    optimizer: int  # which optimizer (by order of its first step)
     holds_model: bool  # the optimizer holds the trained model's (student's) weight
     holds_teacher: bool
 
@@ -95,10 +132,7 @@ class LossCall:
 
 
 class Log(list):
-    """The events of one run, in order. Shared, not copied, by a ``copy.deepcopy`` of a probe."""
-
-    def __deepcopy__(self, memo):
-        return self
+    """The events of one run, in order."""
 
 
 @dataclass
@@ -113,12 +147,13 @@ class Trace:
     result: Any = None
     weight_before: Tensor | None = None
     weight_after: Tensor | None = None
-    teacher_before: list[Tensor] = field(default_factory=list)
+    bias_after: Tensor | None = None
+    teacher_before: list[Tensor] = field(default_factory=list)  # the judge's own: weight, bias
     teacher_after: list[Tensor] = field(default_factory=list)
     teacher_grads_after: list[Tensor | None] = field(default_factory=list)
-    model_probe: "Probe | None" = None  # the trained model (or student)
-    teacher_probe: "Probe | None" = None
     teacher_handed_training: bool = False
+    images: Tensor | None = None  # the judge's own probe images and labels, (N, 1, 28, 28) and (N,)
+    labels: Tensor | None = None
 
     @property
     def trained(self) -> str:
@@ -147,187 +182,346 @@ class Trace:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Probes
+# The loss the judge computes for the worker (callback "kd")
 
 
-class Probe(nn.Module):
-    """A tiny model for (B, 1, 28, 28) images: Flatten, Linear(784, 10). It records every forward pass."""
-
-    def __init__(self, role: str, log: Log, weight: Tensor | None = None):
-        super().__init__()
-        self.flatten = nn.Flatten()
-        self.linear = nn.Linear(PIXELS, CLASSES)
-        if weight is not None:
-            with torch.no_grad():
-                self.linear.weight.copy_(weight)
-                self.linear.bias.zero_()
-        self.role, self.log = role, log
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.linear(self.flatten(x))  # (B, 10)
-        self.log.append(Forward(self.role, x.detach().clone(), out,
-                                all(m.training for m in self.modules()), torch.is_grad_enabled()))
-        return out
-
-    def quietly(self, x: Tensor) -> Tensor:
-        """The probe's output for ``x``, unrecorded and without autograd."""
-        with torch.no_grad():
-            return self.linear(self.flatten(x))
+@dataclass
+class JudgedCall:
+    """One call of the stand-in distillation_loss, as the judge received and answered it."""
+    student_logits: Tensor
+    teacher_logits: Tensor
+    labels: Any
+    T: float
+    alpha: float
+    value: float
 
 
-class ProbeLoader(Batches):
-    """learnkd's Batches, shuffled anew on every pass, recording each pass and the batches it yields."""
+class LossOracle:
+    """The judge's handler of the worker's "kd" callback: the reference distillation_loss of one call's
+    arguments, its value and its gradients with respect to the student's and the teacher's logits.
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, log: Log, seed: int = 0):
-        super().__init__(x, y, batch_size, shuffle=True, seed=seed)
-        self.log = log
+    Registered in ``WorkerProcess.callbacks`` for the duration of one distill run; ``calls`` is what it
+    answered, in order, the judge's own record of every loss call. An error it raises reaches the
+    learner's code as a RuntimeError with its message, where their distill called distillation_loss.
+    """
 
-    def __iter__(self):
-        current = Pass()
-        self.log.append(current)
-        for x, y in super().__iter__():
-            current.batches.append((x, y))
-            yield x, y
+    def __init__(self, reference_loss: Callable):
+        self.reference_loss = reference_loss
+        self.calls: list[JudgedCall] = []
+
+    def __call__(self, message: dict) -> dict:
+        if len(self.calls) >= MAX_CALLS:
+            raise ValueError(f"distillation_loss was called more than {MAX_CALLS:,} times in one run")
+        s = _logits_argument(message.get("student_logits"), "student_logits")
+        t = _logits_argument(message.get("teacher_logits"), "teacher_logits")
+        labels = message.get("labels")
+        if type(labels) is not torch.Tensor or labels.numel() > MAX_ROWS:
+            raise TypeError(f"distillation_loss expects labels as a tensor of class indices, not {_plain_kind(labels)}")
+        T, alpha = _number_argument(message.get("T"), "T"), _number_argument(message.get("alpha"), "alpha")
+        s_, t_ = s.detach().clone().requires_grad_(True), t.detach().clone().requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                value = self.reference_loss(s_, t_, labels, T=T, alpha=alpha)
+                if type(value) is not torch.Tensor or value.numel() != 1:
+                    raise ValueError("the loss is not a scalar")
+                value = value.reshape(())
+                gs, gt = torch.autograd.grad(value, (s_, t_), allow_unused=True)
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            text = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise ValueError(f"distillation_loss cannot be computed on these arguments (student_logits of shape "
+                             f"{tuple(s.shape)}, teacher_logits of shape {tuple(t.shape)}, labels of shape "
+                             f"{tuple(labels.shape)}): {text}") from None
+        gs = torch.zeros_like(s) if gs is None else gs.detach()
+        gt = torch.zeros_like(t) if gt is None else gt.detach()
+        self.calls.append(JudgedCall(s.detach(), t.detach(), labels, T, alpha, float(value.detach())))
+        return {"value": value.detach(), "student_grad": gs, "teacher_grad": gt}
 
 
-def class_patterns(seed: int) -> Tensor:
-    """One random +-1 image per class, (10, 1, 28, 28): the synthetic classes are easy to tell apart."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(CLASSES, *IMAGE, generator=g).sign()
+def _plain_kind(value) -> str:
+    if isinstance(value, Opaque):
+        return f"a {value.type_name}"
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
-def pattern_data(n: int, patterns: Tensor, seed: int, noise: float = 0.5) -> tuple[Tensor, Tensor]:
-    """``n`` noisy copies of the class patterns, every class equally often: x (n, 1, 28, 28), y (n,)."""
-    g = torch.Generator().manual_seed(seed)
-    y = (torch.arange(n) % CLASSES)[torch.randperm(n, generator=g)]
-    x = patterns[y] + noise * torch.randn(n, *IMAGE, generator=g)
-    return x, y
+def _logits_argument(value, name: str) -> Tensor:
+    if type(value) is not torch.Tensor or not value.is_floating_point():
+        what = f"a tensor of {value.dtype}" if type(value) is torch.Tensor else _plain_kind(value)
+        raise TypeError(f"distillation_loss expects {name} as a float tensor of logits, not {what}")
+    if value.numel() > MAX_ROWS * CLASSES:
+        raise ValueError(f"distillation_loss got {name} of shape {tuple(value.shape)}, far larger than a batch")
+    return value
 
 
-def disagreeing_weight(patterns: Tensor, scale: float = 8.0) -> Tensor:
-    """A Linear weight whose logits for an image of class c peak at class (c + 1) % 10, by about ``scale``."""
-    return scale * patterns.roll(1, dims=0).reshape(CLASSES, PIXELS) / PIXELS
+def _number_argument(value, name: str) -> float:
+    if type(value) is torch.Tensor and value.numel() == 1 and value.dtype != torch.bool:
+        return float(value)
+    if type(value) in (int, float):
+        return float(value)
+    raise TypeError(f"distillation_loss expects {name} as a number, not {_plain_kind(value)}")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Recording a run
+# Rebuilding a trace from the worker's plain data
 
 
-def _swap_loss(train_module, loss_module, replacement) -> list[tuple[Any, str, Any]]:
-    """Put ``replacement`` in place of distillation_loss wherever the learner's train module can reach it."""
-    originals = [getattr(m, "distillation_loss", None) for m in (train_module, loss_module) if m is not None]
-    originals = [f for f in originals if callable(f)]
-    swapped = []
-    for name, value in list(vars(train_module).items()):
-        if name == "distillation_loss" or any(value is f for f in originals):
-            swapped.append((train_module, name, value))
-            setattr(train_module, name, replacement)
-    if loss_module is not None and hasattr(loss_module, "distillation_loss"):
-        swapped.append((loss_module, "distillation_loss", loss_module.distillation_loss))
-        loss_module.distillation_loss = replacement
-    return swapped
+class MalformedTrace(CheckFailed):
+    """The worker's record of a run is not what the recorder writes: no check can be judged on it."""
 
 
-def _recording_loss(reference_loss: Callable, log: Log) -> Callable:
-    signature = inspect.signature(reference_loss)
+def _malformed(function: str, detail: str) -> MalformedTrace:
+    return MalformedTrace(f"the record of your {function}'s run on the grader's probes is malformed ({detail}), so "
+                          "the grader cannot judge it. The probes record what your loop does to them: does your code "
+                          "change the model, the loader or the grader's hooks in ways a training loop does not?")
 
-    def distillation_loss(*args, **kwargs):
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError:
-            return reference_loss(*args, **kwargs)  # raises the learner's TypeError, at their call
-        given = frozenset(bound.arguments)
-        bound.apply_defaults()
-        a = bound.arguments
-        value = reference_loss(*args, **kwargs)
-        number = float(value.detach()) if isinstance(value, Tensor) and value.numel() == 1 else math.nan
-        log.append(LossCall(a["student_logits"], a["teacher_logits"], a["labels"], a["T"], a["alpha"], given, number))
+
+class _Reader:
+    """Checks each value of the plain record as it is read; the first bad one raises MalformedTrace."""
+
+    def __init__(self, function: str):
+        self.function = function
+
+    def fail(self, detail: str):
+        raise _malformed(self.function, detail)
+
+    def tensor(self, value, shape: tuple | None, what: str, optional: bool = False) -> Tensor | None:
+        if value is None and optional:
+            return None
+        if type(value) is not torch.Tensor or value.dtype != torch.float32:
+            self.fail(f"{what} is not a float32 tensor")
+        if shape is not None and tuple(value.shape) != shape:
+            self.fail(f"{what} has shape {tuple(value.shape)}, not {shape}")
+        return value.detach()
+
+    def flag(self, value, what: str) -> bool:
+        if type(value) is not bool:
+            self.fail(f"{what} is not a boolean")
         return value
 
-    return distillation_loss
+    def index(self, value, limit: int, what: str, optional: bool = False) -> int | None:
+        if value is None and optional:
+            return None
+        if type(value) is not int or not 0 <= value < limit:
+            self.fail(f"{what} is not an index below {limit}")
+        return value
 
 
-@contextmanager
-def recording(trace: Trace, watched: Tensor, teacher: Probe | None = None, train_module=None,
-              loss_module=None, reference_loss: Callable | None = None):
-    """Hooks on ``watched`` (the trained weight), the teacher and every optimizer step; the loss swapped in."""
-    log = trace.events
-    teacher_params = list(teacher.parameters()) if teacher is not None else []
-
-    def fresh(grad):
-        log.append(Backward(grad.detach().clone()))
-
-    def accumulated(param):
-        backwards = [e for e in log if isinstance(e, Backward)]
-        if backwards and param.grad is not None:
-            backwards[-1].accumulated = param.grad.detach().clone()
-
-    def step(optimizer, args, kwargs):
-        held = [p for group in optimizer.param_groups for p in group["params"]]
-        log.append(Step(None if watched.grad is None else watched.grad.detach().clone(), id(optimizer),
-                        any(p is watched for p in held), any(p is q for p in held for q in teacher_params)))
-
-    def teacher_grad(grad):
-        log.append(TeacherGrad(bool(grad.detach().abs().sum() > 0)))
-
-    handles = [watched.register_hook(fresh), watched.register_post_accumulate_grad_hook(accumulated),
-               register_optimizer_step_pre_hook(step)]
-    handles += [p.register_hook(teacher_grad) for p in teacher_params]
-    swapped = []
-    try:
-        if train_module is not None and reference_loss is not None:
-            swapped = _swap_loss(train_module, loss_module, _recording_loss(reference_loss, log))
-        yield trace
-    finally:
-        for handle in handles:
-            handle.remove()
-        for owner, name, value in reversed(swapped):
-            setattr(owner, name, value)
+def _result(value):
+    """The returned value as the reading expects it: numpy scalars (which the wire describes) as floats."""
+    def plain(v):
+        if isinstance(v, Opaque) and v.number is not None and v.type_name.startswith("numpy.") \
+                and v.type_name != "numpy.ndarray":
+            return v.number
+        return v
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    return plain(value)
 
 
-def trace_train_model(train_model: Callable, *, epochs: int, batches: int, batch_size: int, seed: int,
-                      lr: float = 1e-3) -> Trace:
-    """Run the learner's train_model on a probe handed over in eval mode, on a shuffling probe loader."""
-    log = Log()
-    trace = Trace("train_model", epochs, batches, events=log)
-    patterns = class_patterns(seed)
-    x, y = pattern_data(batches * batch_size, patterns, seed + 1)
-    model = Probe("model", log)
-    model.eval()  # as evaluate() leaves it: train_model must switch it back
-    loader = ProbeLoader(x, y, batch_size, log, seed=seed + 2)
-    trace.model_probe = model
-    trace.weight_before = model.linear.weight.detach().clone()
-    with recording(trace, model.linear.weight):
-        trace.result = train_model(model, loader, epochs=epochs, lr=lr)
-    trace.weight_after = model.linear.weight.detach().clone()
+def loader_passes(x: Tensor, y: Tensor, batch_size: int, seed: int, passes: int) -> list[list[tuple[Tensor, Tensor]]]:
+    """The batches of the probe loader's first ``passes`` passes, as the worker's loader gave them out."""
+    batches = scenarios.Batches(x, y, batch_size, shuffle=True, seed=loader_seed(seed))
+    return [list(batches) for _ in range(passes)]
+
+
+def rebuild_trace(plain, *, function: str, epochs: int, batches: int, batch_size: int, seed: int,
+                  T: float = DEFAULT_T, alpha: float = DEFAULT_ALPHA, teacher_training: bool = False,
+                  calls: list[JudgedCall] | None = None) -> Trace:
+    """The Trace of one run from the worker's plain record; the probe data, the loader's batches and the
+    teacher are the judge's own, the loss calls' values those the judge computed (``calls``).
+    Raises MalformedTrace when the record is not what the recorder writes."""
+    read = _Reader(function)
+    calls = calls or []
+    if not isinstance(plain, dict) or not isinstance(plain.get("events"), list):
+        read.fail("it holds no list of events")
+    raw = plain["events"]
+    if len(raw) > MAX_EVENTS:
+        read.fail(f"more than {MAX_EVENTS:,} events")
+    x_all, y_all, teacher_weight = probe_data(batches, batch_size, seed)
+    passes = [e for e in raw if isinstance(e, dict) and e.get("kind") == "pass"]
+    if len(passes) > MAX_PASSES:
+        read.fail(f"more than {MAX_PASSES} passes over the loader")
+    regenerated = iter(loader_passes(x_all, y_all, batch_size, seed, len(passes)))
+    weight_shape, bias_shape = (CLASSES, PIXELS), (CLASSES,)
+    trace = Trace(function, epochs, batches, T=T, alpha=alpha, teacher_handed_training=teacher_training,
+                  images=x_all, labels=y_all)
+    forwards: list[Forward] = []
+    roles = ("model",) if function == "train_model" else ("student", "teacher")
+    for n, e in enumerate(raw):
+        if not isinstance(e, dict):
+            read.fail(f"event {n + 1} is not a record")
+        kind = e.get("kind")
+        if kind == "pass":
+            count = e.get("batches")
+            if type(count) is not int or not 0 <= count <= batches:
+                read.fail(f"pass {n + 1} gave out {count!r} batches")
+            trace.events.append(Pass(next(regenerated)[:count]))
+        elif kind == "forward":
+            if e.get("role") not in roles:
+                read.fail(f"a forward pass of an unknown model {e.get('role')!r}")
+            x = e.get("x")
+            if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.ndim < 2 or len(x) > MAX_ROWS \
+                    or x[:1].numel() != PIXELS:
+                read.fail("a forward pass's input is not a batch of float32 images")
+            out = read.tensor(e.get("out"), (len(x), CLASSES), "a forward pass's output")
+            forward = Forward(e["role"], x.detach(), out, read.flag(e.get("training"), "train mode"),
+                              read.flag(e.get("grad_enabled"), "grad mode"),
+                              read.tensor(e.get("weight"), weight_shape, "a weight"),
+                              read.tensor(e.get("bias"), bias_shape, "a bias"))
+            forwards.append(forward)
+            trace.events.append(forward)
+        elif kind == "backward":
+            trace.events.append(Backward(read.tensor(e.get("fresh"), weight_shape, "a gradient"),
+                                         read.tensor(e.get("accumulated"), weight_shape, "a gradient", True)))
+        elif kind == "step":
+            trace.events.append(Step(read.tensor(e.get("grad"), weight_shape, "a step's gradient", True),
+                                     read.index(e.get("optimizer"), MAX_EVENTS, "an optimizer"),
+                                     read.flag(e.get("holds_model"), "holds_model"),
+                                     read.flag(e.get("holds_teacher"), "holds_teacher")))
+        elif kind == "teacher_grad" and function == "distill":
+            trace.events.append(TeacherGrad(read.flag(e.get("nonzero"), "nonzero")))
+        elif kind == "loss_call" and function == "distill":
+            done = len(trace.of(LossCall))
+            if e.get("call") != done or done >= len(calls):
+                read.fail("a loss call the judge did not answer")
+            call = calls[done]
+            given = e.get("given")
+            names = ("student_logits", "teacher_logits", "labels", "T", "alpha")
+            if not isinstance(given, list) or not all(g in names for g in given):
+                read.fail("a loss call's arguments")
+            s = _linked(call.student_logits, forwards, read.index(e.get("student"), len(forwards), "a forward", True))
+            t = _linked(call.teacher_logits, forwards, read.index(e.get("teacher"), len(forwards), "a forward", True))
+            trace.events.append(LossCall(s, t, call.labels, call.T, call.alpha, frozenset(given), call.value))
+        else:
+            read.fail(f"event {n + 1} is of an unknown kind {kind!r}")
+    if len(trace.of(LossCall)) != len(calls):
+        read.fail(f"{len(calls)} loss calls were answered, {len(trace.of(LossCall))} recorded")
+    trace.result = _result(plain.get("result"))
+    trace.weight_before = read.tensor(plain.get("weight_before"), weight_shape, "a weight (before)")
+    trace.weight_after = read.tensor(plain.get("weight_after"), weight_shape, "a weight (after)")
+    trace.bias_after = read.tensor(plain.get("bias_after"), bias_shape, "a bias (after)")
+    if function == "distill":
+        trace.teacher_before = [teacher_weight, torch.zeros(CLASSES)]
+        after, grads = plain.get("teacher_after"), plain.get("teacher_grads_after")
+        if not isinstance(after, list) or len(after) != 2 or not isinstance(grads, list) or len(grads) != 2:
+            read.fail("the teacher's parameters after the run")
+        trace.teacher_after = [read.tensor(after[0], weight_shape, "the teacher's weight"),
+                               read.tensor(after[1], bias_shape, "the teacher's bias")]
+        trace.teacher_grads_after = [read.tensor(grads[0], weight_shape, "the teacher's gradient", True),
+                                     read.tensor(grads[1], bias_shape, "the teacher's gradient", True)]
     return trace
 
 
-def trace_distill(distill: Callable, train_module, loss_module, reference_loss: Callable, *, epochs: int,
-                  batches: int, batch_size: int, seed: int, T: float, alpha: float, lr: float = 1e-3,
-                  teacher_training: bool = False) -> Trace:
-    """Run the learner's distill: a zero-initialised probe student handed over in eval mode, and a probe
-    teacher whose logits disagree with the labels (class c -> c + 1), handed over in train mode when
-    ``teacher_training``, else in eval mode."""
-    log = Log()
-    trace = Trace("distill", epochs, batches, T=T, alpha=alpha, events=log)
-    patterns = class_patterns(seed)
-    x, y = pattern_data(batches * batch_size, patterns, seed + 1)
-    student = Probe("student", log, weight=torch.zeros(CLASSES, PIXELS))
-    teacher = Probe("teacher", log, weight=disagreeing_weight(patterns))
-    student.eval()  # as evaluate() leaves it
-    teacher.train(teacher_training)
-    trace.teacher_handed_training = teacher_training
-    loader = ProbeLoader(x, y, batch_size, log, seed=seed + 2)
-    trace.model_probe, trace.teacher_probe = student, teacher
-    trace.weight_before = student.linear.weight.detach().clone()
-    trace.teacher_before = [p.detach().clone() for p in teacher.parameters()]
-    with recording(trace, student.linear.weight, teacher, train_module, loss_module, reference_loss):
-        trace.result = distill(student, teacher, loader, epochs=epochs, T=T, alpha=alpha, lr=lr)
-    trace.weight_after = student.linear.weight.detach().clone()
-    trace.teacher_after = [p.detach().clone() for p in teacher.parameters()]
-    trace.teacher_grads_after = [None if p.grad is None else p.grad.detach().clone() for p in teacher.parameters()]
-    return trace
+def _linked(received: Tensor, forwards: list[Forward], index: int | None):
+    """The logits a loss call received: the forward's own output object when the worker saw that very object
+    passed and the values agree (so that identity comparisons hold), else the tensor the judge received."""
+    if index is not None:
+        out = forwards[index].out
+        if out.shape == received.shape and torch.equal(out, received.to(out.dtype)):
+            return out
+    return received
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the judge confirms itself: each returns one sentence when the record does not hold up, or None
+
+
+def _unconfirmed(trace: Trace, detail: str) -> str:
+    return (f"the grader could not confirm the record of your {trace.function}'s run on its probes: {detail}. It "
+            "recomputes what it can of the run (each output from its weights, each step's gradient from its batch) "
+            "and a loop that trains the probe as asked always matches: does your code change the model, its "
+            "gradients or the loader in ways a training loop does not?")
+
+
+def forward_doubt(trace: Trace) -> str | None:
+    """Every forward's output is what its recorded weight and bias give for its input."""
+    for i, f in enumerate(trace.of(Forward)):
+        want = F.linear(f.x.flatten(1), f.weight, f.bias)
+        if not (f.out.shape == want.shape and torch.allclose(f.out, want, rtol=1e-4, atol=1e-5)):
+            return _unconfirmed(trace, f"the output of forward pass {i + 1} (of the {f.role}) is not what its weights "
+                                       "give for its input")
+    return None
+
+
+def _outside_span(grad: Tensor, x: Tensor) -> float:
+    """How far ``grad`` (10, 784) is from having each row in the span of the rows of ``x`` (B, 784), relative."""
+    g, basis = grad.double(), torch.linalg.qr(x.double().T).Q  # (784, B), orthonormal columns
+    residual = g - (g @ basis) @ basis.T
+    return float(residual.norm() / g.norm().clamp_min(1e-30))
+
+
+def gradient_doubt(trace: Trace) -> str | None:
+    """Each step with a gradient saw the gradient of the batch of the last forward before it, alone."""
+    last, steps = None, 0
+    for event in trace.events:
+        if isinstance(event, Forward) and event.role == trace.trained and event.grad_enabled:
+            last = event
+        elif isinstance(event, Step):
+            steps += 1
+            if _is_zero(event.grad):
+                continue  # a step that found no gradient: the reading says so (gradient_problem)
+            if last is None:
+                return _unconfirmed(trace, f"step {steps} found a gradient before the {trace.trained} ever ran")
+            if not _outside_span(event.grad, last.x.flatten(1)) <= SPAN_RTOL:  # NaN: not confirmed either
+                return _unconfirmed(trace, f"step {steps} found a gradient that is not the gradient of the batch the "
+                                           f"{trace.trained} ran on just before it (it holds other images' gradients)")
+    return None
+
+
+def _batch_groups(trace: Trace) -> list[Forward]:
+    """The first of each run of consecutive grad-enabled forwards of the trained model on the same input."""
+    firsts: list[Forward] = []
+    for f in trace.forwards(trace.trained, grad_enabled=True):
+        if not firsts or not _same_x(firsts[-1].x, f.x):
+            firsts.append(f)
+    return firsts
+
+
+def step_doubt(trace: Trace) -> str | None:
+    """The trained weights changed between every two training batches, and after the last one."""
+    firsts = _batch_groups(trace)
+    weights = [f.weight for f in firsts] + [trace.weight_after]
+    for i in range(len(firsts)):
+        if torch.equal(weights[i], weights[i + 1]):
+            after = "after its last batch" if i == len(firsts) - 1 else f"between batches {i + 1} and {i + 2}"
+            return _unconfirmed(trace, f"the {trace.trained}'s weights did not change {after}, so no step was taken "
+                                       "there")
+    return None
+
+
+def epochs_doubt(trace: Trace) -> str | None:
+    """The batches trained on are epochs x len(loader) distinct batches of the judge's own loader passes."""
+    passes = [p.batches for p in trace.of(Pass)]
+    seen = set()
+    for i, f in enumerate(_batch_groups(trace)):
+        where = next(((k, j) for k, batches in enumerate(passes) for j, (x, _) in enumerate(batches)
+                      if _same_x(x, f.x)), None)
+        if where is None:
+            return _unconfirmed(trace, f"training batch {i + 1} is not a batch the loader gave out")
+        seen.add(where)
+    if len(seen) != trace.expected_steps:
+        return _unconfirmed(trace, f"the {trace.trained} trained on {len(seen)} of the loader's batches, not "
+                                   f"{trace.expected_steps}")
+    return None
+
+
+def teacher_doubt(trace: Trace) -> str | None:
+    """The teacher ran with the weights it was handed over with, every time."""
+    weight, bias = trace.teacher_before
+    for f in trace.forwards("teacher"):
+        if not (torch.equal(f.weight, weight) and torch.equal(f.bias, bias)):
+            return _unconfirmed(trace, "the teacher ran with other weights than those it was handed over with")
+    return None
+
+
+def same_batch_doubt(trace: Trace) -> str | None:
+    """Each loss call's student logits are the output of one of the student's forward passes."""
+    for i, call in enumerate(trace.of(LossCall)):
+        if _student_input(trace, call.student_logits) is None:
+            return _unconfirmed(trace, f"the student logits of loss call {i + 1} are not the output of a forward pass "
+                                       "of the student")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -567,7 +761,7 @@ def per_batch_losses(trace: Trace) -> list[list[float]]:
             out = f.out.detach()
             if trace.function == "train_model":
                 values.append(float(F.cross_entropy(out, y)))
-            elif trace.teacher_probe is not None:
+            elif trace.teacher_before:
                 values.append(float(_reference_kd(out, _teacher_logits_for(trace, f.x), y, trace.T, trace.alpha)))
         if values:
             losses.append(values)
@@ -827,12 +1021,12 @@ def loop_problems(trace: Trace) -> list[str]:
 
 
 def agreement(trace: Trace) -> tuple[float, float, int]:
-    """After a distill run: the fraction of its training images on which the student's prediction equals
-    the teacher's, the fraction on which it equals the label, and the number of images."""
-    batches = trace.of(Pass)[0].batches if trace.of(Pass) else []
-    if not batches:
+    """After a distill run: the fraction of the probe's training images (the judge's own) on which the
+    student's prediction, computed here from its final weight and bias, equals the prediction of the teacher
+    as the judge built it, the fraction on which it equals the label, and the number of images."""
+    x, y = trace.images, trace.labels
+    if x is None or trace.weight_after is None or trace.bias_after is None or not len(x):
         return 0.0, 0.0, 0
-    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-    predicted = trace.model_probe.quietly(x).argmax(dim=1)  # (N,)
+    predicted = F.linear(x.flatten(1), trace.weight_after, trace.bias_after).argmax(dim=1)  # (N,), from the final weights
     taught = original_teacher(trace, x).argmax(dim=1)  # (N,)
     return float((predicted == taught).float().mean()), float((predicted == y).float().mean()), len(y)

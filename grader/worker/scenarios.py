@@ -96,3 +96,19 @@ def fit(model: nn.Module, loader, lr: float) -> None:
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
+
+
+class FloorNet(nn.Module):
+    """The small CNN of the `train` topic's accuracy floor (task train.floor): the judge has it trained with
+    the learner's train_model, so that only the loop is judged, not the learner's models. Not the exercise's
+    Student: 3x3 convolutions with max pooling, (B, 1, 28, 28) -> (B, 6, 14, 14) -> (B, 12, 7, 7) -> 10 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 12, kernel_size=3, padding=1), nn.BatchNorm2d(12), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(12 * 7 * 7, CLASSES))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
