@@ -197,7 +197,9 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
         read_fd, write_fd = os.pipe()
         config = {"fd": write_fd, "key": key.hex(), "memory_mb": memory_mb, "output_mb": OUTPUT_LIMIT_MB,
                   "cpu_s": int(timeout * max(1, threads)) + 60, "sandbox": kind, "threads": threads,
-                  "worker_log": str(log_file) if quiet else None}
+                  "worker_log": str(log_file) if quiet else None,
+                  # progress bars only on a terminal: a pipe, a log or --json output stays clean
+                  "progress": not quiet and sys.stderr.isatty()}
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         chunks: list[bytes] = []

@@ -32,7 +32,7 @@ remote = None  # grader.grading.remote.Remote
 request: GradingRequest | None = None
 # A stream to the real terminal, for progress of long checks (pytest captures sys.stderr).
 progress_stream = None
-# True when the run's output goes to a log, not a terminal: long checks then show no progress bars.
+# True when the run's output goes to a log or a pipe, not a terminal: long checks then show no progress bars.
 quiet = False
 
 
@@ -193,7 +193,7 @@ def main(argv: list[str]) -> int:
     global progress_stream, quiet, remote, request
     request_file = argv[0]
     config = read_config()
-    quiet = bool(config.get("worker_log"))
+    quiet = bool(config.get("worker_log")) or not config.get("progress", True)
     with open(request_file) as f:
         request = GradingRequest(**json.load(f))
     progress_stream = os.fdopen(os.dup(2), "w")  # pytest captures fd 2 during checks; this copy is not
