@@ -97,6 +97,15 @@ def measure(name: str, data, x_test: Tensor, y_test: Tensor) -> Measured:
     return Measured(graph, logits.float(), accuracy(logits.float(), y_test))
 
 
+def training_threads(remote) -> int:
+    """Torch threads for the worker's trainings: the worker's own count, less one core for the judge, which runs
+    the last model's graph meanwhile. Never more threads than cores: on a 2-core machine with one other busy
+    process, two OpenMP threads took 489 ms a Teacher batch, one thread 76 ms (measured)."""
+    settings = getattr(getattr(remote, "process", None), "settings", None)
+    threads = getattr(settings, "threads", 1)
+    return max(1, int(threads) - 1) if type(threads) is int else 1
+
+
 def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=None, folder: Path | None = None,
         progress: bool = False, log: Callable[[str], None] = lambda text: None, limit: int | None = None,
         train_timeout: float = TRAIN_TIMEOUT_S) -> EndToEnd:
@@ -123,7 +132,8 @@ class Run:
         self.x_test, self.y_test = load_mnist("test", data_dir)
         self.digest = data_digest(images, labels, self.x_test, self.y_test)
         self.data = {"key": self.digest, "images": images, "labels": labels}
-        self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress}
+        self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress,
+                     "threads": training_threads(remote)}
         self.result = EndToEnd()
         self.pending: dict[str, tuple[Future, dict, bool]] = {}  # name -> (its measurement, its reply, cached)
         self.teacher_state = None

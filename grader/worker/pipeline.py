@@ -18,6 +18,7 @@ it again with the request.
 from __future__ import annotations
 
 import copy
+import functools
 import statistics
 import sys
 import time
@@ -54,6 +55,20 @@ class Progress:
             return
         yield from tqdm(self.batches, total=len(self.batches), desc=f"{self.label} epoch {self.epoch}",
                         file=sys.stderr, leave=False, unit="batch", mininterval=0.5)
+
+
+def own_threads(task_fn):
+    """Run the task on the judge's number of torch threads (``threads``), then go back to the worker's."""
+    @functools.wraps(task_fn)
+    def run(worker, request: dict):
+        wanted, before = request.get("threads"), torch.get_num_threads()
+        if type(wanted) is int and wanted >= 1:
+            torch.set_num_threads(wanted)
+        try:
+            return task_fn(worker, request)
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def missing(worker, request: dict, teacher: bool = False) -> list[str]:
@@ -149,6 +164,7 @@ def losses_of(value) -> list:
 
 
 @task("pipeline.teacher")
+@own_threads
 def teacher_task(worker, request: dict) -> dict:
     """Train the learner's Teacher with its train_model (or load the judge's cached weights)."""
     device = request.get("device", "cpu")
@@ -185,6 +201,7 @@ def student(worker, request: dict) -> nn.Module:
 
 
 @task("pipeline.distil")
+@own_threads
 def distil_task(worker, request: dict) -> dict:
     """Distil a new Student from the teacher with the learner's distill."""
     need = missing(worker, request, teacher=True)
@@ -201,6 +218,7 @@ def distil_task(worker, request: dict) -> dict:
 
 
 @task("pipeline.hard")
+@own_threads
 def hard_task(worker, request: dict) -> dict:
     """Train the same Student, from the same weights, with the learner's train_model on hard labels."""
     need = missing(worker, request)
