@@ -3,7 +3,7 @@
     python benchmarks/seeds_check_all.py [--seeds 20] [--data-dir DIR] [--path FOLDER]
 
 --path grades a folder laid out like exercises/ instead of the reference solutions: for instance the
-hinted models with the seed lab's constant-rate loops (tests/correct/train/seed_lab.py), the weakest
+hinted models with the seed lab's constant-rate loops (tests/correct/train/seed_lab_teacher_eval.py), the weakest
 correct submission that the floors of `check all` must let through.
 
 Prints one line per seed (exit code, wall time, the accuracies of the comparison table) and a tally.

@@ -6,6 +6,10 @@ must fail and words its message must contain, on lines of their own:
 
     check: is averaged over the batch
     says: reduction='batchmean'
+
+and, optionally, that it fails no other check (every failing check's name holds the ``check:`` words):
+
+    only: yes
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Entry:
     path: Path
     check: str | None = None  # substring of the name of a check it must fail
     says: str | None = None  # substring of that check's message
+    only: bool = False  # it must fail no other check
 
     @property
     def id(self) -> str:
@@ -51,7 +56,8 @@ def entries(kind: str) -> list[Entry]:
         text = path.read_text()
         check = re.search(r"^\s*check:\s*(.+?)\s*$", text, re.M)
         says = re.search(r"^\s*says:\s*(.+?)\s*$", text, re.M)
-        found.append(Entry(path.parent.name, path, check and check.group(1), says and says.group(1)))
+        only = re.search(r"^\s*only:\s*yes\s*$", text, re.M)
+        found.append(Entry(path.parent.name, path, check and check.group(1), says and says.group(1), bool(only)))
     return found
 
 

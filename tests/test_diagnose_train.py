@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TESTS = Path(__file__).resolve().parent
 LOOP = dict(epochs=2, batches=3, batch_size=8)
 SEED = 0
+TEACHER_HANDED_OVER_TRAINING = True  # as the checks hand it over (grader/checks/test_train.py)
 
 
 def roundtrip(value):
@@ -46,14 +47,15 @@ def record(path: Path, function: str, T: float = 5.0, alpha: float = 0.3, **shap
     worker = SimpleNamespace(modules={"train": train_module(path), "loss": solutions.loss},
                              callback=lambda name, **payload: roundtrip(oracle(roundtrip(payload))))
     request = {"op": f"train.trace_{function}", "seed": SEED, "lr": 1e-3, "T": T, "alpha": alpha,
-               "teacher_training": False, **shape}
+               "teacher_training": TEACHER_HANDED_OVER_TRAINING, **shape}
     with torch.random.fork_rng(devices=[]):
         plain = roundtrip(tasks.run(worker, request))
     return plain, oracle.calls, dict(T=T, alpha=alpha, **shape)
 
 
 def rebuild(plain, calls, function: str, **kwargs):
-    return probes.rebuild_trace(plain, function=function, seed=SEED, calls=calls, **kwargs)
+    return probes.rebuild_trace(plain, function=function, seed=SEED, calls=calls,
+                                teacher_training=TEACHER_HANDED_OVER_TRAINING, **kwargs)
 
 
 ALL_DOUBTS = (probes.forward_doubt, probes.gradient_doubt, probes.step_doubt, probes.epochs_doubt)
@@ -203,3 +205,20 @@ def test_the_oracle_refuses_what_the_reference_cannot_compute(message, words):
     with pytest.raises((TypeError, ValueError), match=words):
         oracle({"T": 2.0, "alpha": 0.5, **message})
     assert oracle.calls == []
+
+
+@pytest.mark.parametrize("path, words", [
+    (TESTS / "mistakes" / "train" / "seed_lab.py", "distill never calls teacher.eval(): the teacher comes in train mode"),
+    (TESTS / "mistakes" / "train" / "teacher_left_in_train_mode.py", "distill puts the teacher in train mode"),
+    (TESTS / "correct" / "train" / "seed_lab_teacher_eval.py", None),
+    (TESTS / "correct" / "train" / "teacher_eval_every_epoch.py", None),
+    (REFERENCE, None),
+], ids=["never", "train() every epoch", "eval() once", "eval() every epoch", "reference"])
+def test_the_teacher_comes_in_train_mode_and_must_be_put_in_eval_mode(path, words):
+    plain, calls, kwargs = record(path, "distill")
+    problem = probes.teacher_mode_problem(rebuild(plain, calls, "distill", **kwargs))
+    if words is None:
+        assert problem is None
+    else:
+        assert words in problem and "dropout" in problem and "running statistics" in problem
+        assert "torch.no_grad()" in problem and "Call teacher.eval() before the loop" in problem

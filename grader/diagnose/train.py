@@ -12,6 +12,7 @@ indices) and rebuilds a ``Trace``:
   held once it was added in;
 - each ``optimizer.step()``: the weight's ``.grad`` at that moment and which parameters the optimizer
   holds;
+- each switch of the teacher between train and eval mode (for the wording of ``teacher_mode_problem``);
 - each pass over the loader, each gradient reaching the teacher, and each call of
   ``distillation_loss`` (replaced, in the learner's train module, by a stand-in whose value and
   gradients the judge computes with the reference: ``LossOracle``, the "kd" callback).
@@ -118,6 +119,13 @@ class Step:
 class TeacherGrad:
     """A gradient reached one of the teacher's parameters."""
     nonzero: bool
+
+
+@dataclass
+class Mode:
+    """distill switched the teacher between train and eval mode (teacher.train(), teacher.eval())."""
+    role: str
+    training: bool
 
 
 @dataclass
@@ -379,6 +387,10 @@ def rebuild_trace(plain, *, function: str, epochs: int, batches: int, batch_size
                                      read.index(e.get("optimizer"), MAX_EVENTS, "an optimizer"),
                                      read.flag(e.get("holds_model"), "holds_model"),
                                      read.flag(e.get("holds_teacher"), "holds_teacher")))
+        elif kind == "mode" and function == "distill":
+            if e.get("role") != "teacher":
+                read.fail(f"a mode switch of an unknown model {e.get('role')!r}")
+            trace.events.append(Mode("teacher", read.flag(e.get("training"), "train mode")))
         elif kind == "teacher_grad" and function == "distill":
             trace.events.append(TeacherGrad(read.flag(e.get("nonzero"), "nonzero")))
         elif kind == "loss_call" and function == "distill":
@@ -809,8 +821,15 @@ def teacher_change_problem(trace: Trace) -> str | None:
     return None
 
 
+# Why a teacher must run in eval mode, said in every message about it.
+TEACHER_TRAIN_MODE = ("In train mode its dropout layers drop random units on every forward pass, so its soft targets "
+                      "are noisy, and its batch-norm layers update their running statistics on every forward pass, "
+                      "even under torch.no_grad(), so the teacher keeps changing while the student learns from it")
+
+
 def teacher_mode_problem(trace: Trace) -> str | None:
-    """The teacher run in train mode."""
+    """The teacher run in train mode: never put in eval mode (it comes in train mode, as train_model leaves it),
+    switched to train mode by distill, or put in eval mode only after some batches."""
     forwards = trace.forwards("teacher")
     if not forwards:
         return teacher_ignored_problem(trace)
@@ -818,12 +837,24 @@ def teacher_mode_problem(trace: Trace) -> str | None:
     if not in_train:
         return None
     share = "all its batches" if in_train == len(forwards) else f"{in_train} of its {len(forwards)} batches"
-    if trace.teacher_handed_training:
-        how = f"distill ran the teacher in train mode, as train_model leaves it, for {share}"
+    switches = [m for m in trace.of(Mode) if m.role == "teacher"]
+    fix = "Call teacher.eval() before the loop"
+    if any(m.training for m in switches):
+        how = f"distill puts the teacher in train mode (teacher.train()), and it ran so for {share}"
+        fix += (" and never call teacher.train() in distill: the student is the only model that trains, so "
+                "student.train() is the only train() call distill needs.")
+    elif any(not m.training for m in switches):
+        how = (f"distill calls teacher.eval() only after the teacher has run in train mode (as train_model leaves "
+               f"it) for {share}")
+        fix += ", before the teacher's first forward pass."
+    elif trace.teacher_handed_training:
+        how = (f"distill never calls teacher.eval(): the teacher comes in train mode, as train_model leaves it, and "
+               f"stayed so for {share}")
+        fix += " (once is enough; every epoch is fine too), and student.train() for the student only."
     else:
         how = f"distill switched the teacher to train mode (it was handed over in eval mode) for {share}"
-    return (f"{how}: dropout makes its soft targets noisy and batch norm keeps changing its statistics. Call "
-            "teacher.eval() before the loop, and train() on the student only.")
+        fix += ", and train() on the student only."
+    return f"{how}. {TEACHER_TRAIN_MODE}. {fix}"
 
 
 def teacher_ignored_problem(trace: Trace) -> str | None:

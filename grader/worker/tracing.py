@@ -10,7 +10,8 @@ Linear layer on tiny synthetic images) and a probe loader, and every event on th
   and what ``.grad`` held once it was added in (``register_post_accumulate_grad_hook``);
 - each ``optimizer.step()`` (a global step pre-hook): the weight's ``.grad`` then, which parameters
   the optimizer holds, and which optimizer it is (by order of first step);
-- each pass over the loader (how many batches it gave out), each gradient reaching the teacher;
+- each pass over the loader (how many batches it gave out), each gradient reaching the teacher, and
+  each switch of the teacher between train and eval mode (``teacher.train()``, ``teacher.eval()``);
 - during a distill run, each call of ``distillation_loss``: the learner's train module (and loss
   module) get, in its place, a recorder with the same signature. It holds no formula: it sends its
   arguments to the judge (callback "kd"), which computes the reference loss, its gradients with
@@ -121,6 +122,12 @@ class Probe(nn.Module):
                 self.linear.weight.copy_(weight)
                 self.linear.bias.zero_()
         self.role, self.recorder = role, recorder
+        self.record_modes = False  # set once the probe is handed over: its train()/eval() calls are then recorded
+
+    def train(self, mode: bool = True):
+        if getattr(self, "record_modes", False):
+            self.recorder.events.append({"kind": "mode", "role": self.role, "training": bool(mode)})
+        return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = self.linear.weight.detach().clone(), self.linear.bias.detach().clone()
@@ -287,7 +294,8 @@ def trace_train_model(worker, request: dict) -> dict:
 def trace_distill(worker, request: dict) -> dict:
     """The learner's distill: a zero-initialised probe student handed over in eval mode, and a probe teacher
     whose logits disagree with the labels (class c -> c + 1), handed over in train mode when
-    ``teacher_training``, else in eval mode; distillation_loss computed by the judge."""
+    ``teacher_training`` (as train_model leaves it: what the checks do), else in eval mode; distillation_loss
+    computed by the judge."""
     distill = function(worker, "train", "distill")
     train_module = worker.modules.get("train") or sys.modules["learnkd_submission.train"]
     loss_module = worker.modules.get("loss")
@@ -297,7 +305,8 @@ def trace_distill(worker, request: dict) -> dict:
     student = Probe("student", recorder, weight=torch.zeros(CLASSES, PIXELS))
     teacher = Probe("teacher", recorder, weight=teacher_weight)
     student.eval()  # as evaluate() leaves it
-    teacher.train(bool(request.get("teacher_training")))
+    teacher.train(bool(request.get("teacher_training")))  # train mode: as train_model leaves it
+    teacher.record_modes = True  # from here on, distill's teacher.eval() / teacher.train() calls are recorded
     loader = ProbeLoader(x, y, batch_size, recorder, seed=loader_seed(seed))
     before = student.linear.weight.detach().clone()
     swap = (train_module, loss_module, judged_loss(worker, recorder))

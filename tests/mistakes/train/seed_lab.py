@@ -1,6 +1,13 @@
 """The seed lab's loops, pasted into the exercise's signatures: constant-lr Adam with its default lr
 (the lr argument unused), no scheduler, model.train() once before the epochs; each loop collects its
-epoch means so that it returns what the signature promises.
+epoch means so that it returns what the signature promises. Its distill never calls teacher.eval(): in
+the seed notebook the teacher happened to be in eval mode after evaluate(teacher), but a teacher that
+comes straight from train_model is in train mode. It fails that one check, with the fix named; with
+teacher.eval() added it is tests/correct/train/seed_lab_teacher_eval.py.
+
+check: distill runs the teacher in eval mode
+says: distill never calls teacher.eval(): the teacher comes in train mode, as train_model leaves it
+only: yes
 """
 
 import torch

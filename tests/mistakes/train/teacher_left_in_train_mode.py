@@ -1,7 +1,7 @@
 """distill puts both models in train mode at every epoch: the teacher runs with dropout on and batch norm updating.
 
 check: distill runs the teacher in eval mode
-says: Call teacher.eval() before the loop
+says: distill puts the teacher in train mode (teacher.train())
 """
 
 import torch
