@@ -18,13 +18,15 @@ import torch
 from torch import nn
 
 from grader import teacher_cache
-from grader.checking import CheckFailed
-from grader.grading import copy_submission, end_to_end, judge, sandbox
+from grader.grading import copy_submission, end_to_end, judge, run_grading, sandbox
 from grader.grading.graph import OPERATIONS, Graph, GraphError
 from grader.grading.remote import Remote
 from grader.grading.worker_process import Settings, WorkerProcess
+from grader.grading.request import GradingRequest
 from grader.pipeline import DISTILLED, HARD, TEACHER
+from grader.results import by_topic
 from grader.stubs import SOLUTIONS
+from grader.topics import ALL, topic_names
 from grader.worker import exporting
 from bank import load_module
 
@@ -289,3 +291,24 @@ def test_a_teacher_whose_training_raises_fails_every_check_with_its_error(tmp_pa
     found = messages(outcome, folder)
     assert "your code raised ValueError: no training today" in found["test_teacher_reaches_the_floor"]
     assert "could not be trained" in found["test_distilled_student_reaches_the_floor"]
+
+
+@pytest.mark.slow
+def test_check_all_on_the_reference_passes_then_takes_its_teacher_from_the_cache(tmp_path, mnist_dir):
+    """`learnkd check all --solutions` twice, as the CLI runs it (minutes: two full trainings on MNIST)."""
+    request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir),
+                             cache_dir=str(tmp_path / "cache"))
+    tables = []
+    for _ in range(2):
+        grading = run_grading(request, quiet=True)
+        assert grading.crash is None, grading.crash
+        results = by_topic(grading.results, [*topic_names(), ALL])
+        assert all(c.status == "passed" for r in results for c in r.checks), [
+            (c.name, c.message) for r in results for c in r.failed]
+        [end] = [r for r in results if r.name == ALL]
+        assert len(end.checks) == 3
+        tables.append("\n".join(c.output for c in end.checks))
+    assert "teacher" in tables[0] and "cached" not in tables[0], tables[0]
+    teacher_row = next(line for line in tables[1].splitlines() if line.strip().startswith("teacher"))
+    assert teacher_row.rstrip().endswith("cached"), tables[1]
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1
