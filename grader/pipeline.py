@@ -2,9 +2,11 @@
 
 Train the Teacher on hard labels, distil the Student from it, and train the same Student on hard labels
 alone, all with one schedule (``SCHEDULE``, from topics.toml), then measure each model: test accuracy,
-parameters, size on disk, CPU inference latency, agreement with the teacher. `learnkd check all` runs it
-with the learner's code; `learnkd reference` with the reference solutions and `learnkd report` with the
-learner's, both with ``curves=True`` (test accuracy measured during training, for the plots).
+parameters, size on disk, CPU inference latency, agreement with the teacher. `learnkd reference` runs it
+with the reference solutions and `learnkd report` with the learner's, both in this process and with
+``curves=True`` (test accuracy measured during training, for the plots). `learnkd check all` does not run
+it: the learner's code trains in the grader's worker and the judge measures the exported graphs on the test
+set itself (``grader.grading.end_to_end``); it shares ``ModelReport`` and ``comparison_table`` with this.
 """
 
 from __future__ import annotations
