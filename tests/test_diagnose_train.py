@@ -222,3 +222,19 @@ def test_the_teacher_comes_in_train_mode_and_must_be_put_in_eval_mode(path, word
     else:
         assert words in problem and "dropout" in problem and "running statistics" in problem
         assert "torch.no_grad()" in problem and "Call teacher.eval() before the loop" in problem
+
+
+def test_swapped_logits_at_the_loss_call_are_named_as_swapped_arguments(tmp_path):
+    path = TESTS / "mistakes" / "train" / "loss_arguments_swapped.py"
+    plain, calls, kwargs = record(path, "distill")
+    problem = probes.same_batch_problem(rebuild(plain, calls, "distill", **kwargs))
+    assert "distill passes the arguments of distillation_loss in the wrong order" in problem
+    assert "call distillation_loss(student(x), teacher_logits, y, T=T, alpha=alpha)" in problem
+    assert "student's own logits as the teacher's" not in problem
+    by_name = tmp_path / "swapped_by_name.py"
+    by_name.write_text(path.read_text().replace(
+        "distillation_loss(teacher_logits, student(x), y,",
+        "distillation_loss(student_logits=teacher_logits, teacher_logits=student(x), labels=y,"))
+    plain, calls, kwargs = record(by_name, "distill")
+    problem = probes.same_batch_problem(rebuild(plain, calls, "distill", **kwargs))
+    assert "the teacher's logits as student_logits= and the student's logits as teacher_logits=" in problem

@@ -137,6 +137,7 @@ class LossCall:
     alpha: Any
     given: frozenset  # the arguments the caller passed (the rest took their defaults)
     value: float
+    by_name: frozenset = frozenset()  # those it passed by keyword
 
 
 class Log(list):
@@ -404,7 +405,11 @@ def rebuild_trace(plain, *, function: str, epochs: int, batches: int, batch_size
                 read.fail("a loss call's arguments")
             s = _linked(call.student_logits, forwards, read.index(e.get("student"), len(forwards), "a forward", True))
             t = _linked(call.teacher_logits, forwards, read.index(e.get("teacher"), len(forwards), "a forward", True))
-            trace.events.append(LossCall(s, t, call.labels, call.T, call.alpha, frozenset(given), call.value))
+            by_name = e.get("by_name", [])
+            if not isinstance(by_name, list) or not all(g in given for g in by_name):
+                read.fail("a loss call's keyword arguments")
+            trace.events.append(LossCall(s, t, call.labels, call.T, call.alpha, frozenset(given), call.value,
+                                         frozenset(by_name)))
         else:
             read.fail(f"event {n + 1} is of an unknown kind {kind!r}")
     if len(trace.of(LossCall)) != len(calls):
@@ -660,7 +665,7 @@ def epochs_problem(trace: Trace) -> str | None:
     per = trace.batches_per_epoch
     if done % per == 0:
         passes = done // per
-        default = "; 3 is the default of epochs: is that number written into the loop?" if passes == 3 else ""
+        default = "; 3 is the default of epochs: is that number written into the loop?" if passes == 3 else "."
         return (f"{fn}(..., epochs={trace.epochs}) made {_plural_es(passes, 'pass')} over the loader ({done} "
                 f"batches, {per} per pass){default} Loop `for epoch in range(epochs):` over the epochs argument.")
     if done == trace.epochs:
@@ -713,9 +718,10 @@ def history_problem(trace: Trace) -> str | None:
     if len(result) != epochs:
         per_batch = sum(len(group) for group in losses)
         if len(result) == per_batch and per_batch > epochs:
-            return (f"{fn} returned {len(result)} values, one per batch, for epochs={epochs}: return one value per "
+            return (f"{fn} returned {_plural(len(result), 'value')}, one per batch, for epochs={epochs}: return one value per "
                     "epoch, the mean of that epoch's batch losses.")
-        return f"{fn}(..., epochs={epochs}) returned {len(result)} values: return one mean loss per epoch."
+        return (f"{fn}(..., epochs={epochs}) returned {_plural(len(result), 'value')}: return one mean loss per "
+                "epoch.")
     if len(losses) != epochs or any(not group for group in losses):
         return None  # the loop itself is wrong; the other checks say how
     got = [float(v) for v in result]
@@ -864,6 +870,9 @@ def teacher_ignored_problem(trace: Trace) -> str | None:
         return ("distill never runs the teacher, so the student learns from the labels alone: compute "
                 "teacher_logits = teacher(x) for each batch (under torch.no_grad()) and pass them to "
                 "distillation_loss(student_logits, teacher_logits, y, T=T, alpha=alpha).")
+    if calls and all(_is_student_output(trace, c.teacher_logits) and _is_teacher_output(trace, c.student_logits)
+                     for c in calls):
+        return swapped_arguments_message(calls[0].by_name)
     if calls and all(_is_student_output(trace, c.teacher_logits) for c in calls):
         return ("distill passes the student's own logits as the teacher's to distillation_loss, so the teacher is "
                 "ignored: pass teacher_logits = teacher(x), computed under torch.no_grad().")
@@ -880,6 +889,28 @@ def _is_student_output(trace: Trace, value) -> bool:
         if value is f.out or (value.shape == f.out.shape and torch.equal(value.detach(), f.out.detach())):
             return True
     return False
+
+
+def swapped_arguments_message(by_name: frozenset) -> str:
+    """The teacher's logits given as student_logits and the student's as teacher_logits (``by_name``: the
+    arguments the call gave by keyword)."""
+    if {"student_logits", "teacher_logits"} <= by_name:
+        how = ("distill gives distillation_loss the teacher's logits as student_logits= and the student's logits as "
+               "teacher_logits=, the two names swapped")
+    else:
+        how = ("distill passes the arguments of distillation_loss in the wrong order: distillation_loss("
+               "teacher_logits, student(x), y, ...) puts the teacher's logits first, where student_logits stands, "
+               "and the student's logits second, where teacher_logits stands")
+    return (f"{how}. So the cross-entropy with the labels is taken on the teacher's logits, which gives the student "
+            "no gradient, and the KL term is taken the wrong way round. The signature is "
+            "distillation_loss(student_logits, teacher_logits, labels, T, alpha): call "
+            "distillation_loss(student(x), teacher_logits, y, T=T, alpha=alpha), the student's logits first.")
+
+
+def _is_teacher_output(trace: Trace, value) -> bool:
+    if not isinstance(value, Tensor):
+        return False
+    return any(value is f.out or _near(value.detach().float(), f.out) for f in trace.forwards("teacher"))
 
 
 def _history_is_cross_entropy(trace: Trace) -> bool:

@@ -243,6 +243,7 @@ def judged_loss(worker, recorder: Recorder):
         value = JudgedLoss.apply(s, t, answer["value"].to(s.dtype), answer["student_grad"].to(s.dtype),
                                  answer["teacher_grad"].to(t.dtype))
         recorder.events.append({"kind": "loss_call", "call": recorder.calls, "given": given,
+                                "by_name": sorted(k for k in kwargs if k in bound.arguments),
                                 "student": recorder.forward_index(s), "teacher": recorder.forward_index(t)})
         recorder.calls += 1
         return value
