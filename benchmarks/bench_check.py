@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+NEUTRAL = "/" if os.name == "posix" else None
 LEARNKD = shutil.which("learnkd") or str(Path(sys.executable).with_name("learnkd"))
 
 
@@ -31,7 +32,8 @@ def command_of(checkout: str | None) -> list[str]:
 
 def wall(args: list[str], env: dict, checkout: str | None = None) -> tuple[float, int, str]:
     start = time.perf_counter()
-    proc = subprocess.run([*command_of(checkout), *args], capture_output=True, text=True, env=env)
+    # from a neutral folder: `python -m` puts the working folder first on sys.path, which would shadow a baseline
+    proc = subprocess.run([*command_of(checkout), *args], capture_output=True, text=True, env=env, cwd=NEUTRAL)
     return time.perf_counter() - start, proc.returncode, proc.stdout
 
 

@@ -88,7 +88,8 @@ def grade(kinds: dict[str, str], tmp: Path, args, checkout: str | None, label: s
     command = [*command_of(checkout), "grade", *[str(tmp / "class" / name) for name in kinds], "--out", str(out),
                "--jobs", str(args.jobs), "--timeout", str(args.timeout), "--topics", args.topics]
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    # from a neutral folder: `python -m` puts the working folder first on sys.path, which would shadow a baseline
+    proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), cwd=tmp)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"learnkd grade ({label}) failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
