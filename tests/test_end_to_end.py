@@ -98,7 +98,8 @@ def submission(tmp_path: Path, models: str | None = None, append: str = "") -> P
     return folder
 
 
-def run_end_to_end(folder: Path, tmp_path: Path, mnist_dir: Path, cache_dir=None, limit: int | None = LIMIT):
+def run_end_to_end(folder: Path, tmp_path: Path, mnist_dir: Path, cache_dir=None, limit: int | None = LIMIT,
+                   train_timeout: float = end_to_end.TRAIN_TIMEOUT_S):
     """Grade ``folder`` end to end as the judge does (private copy, worker in the sandbox); the outcome."""
     copy = tmp_path / f"copy-{len(list(tmp_path.glob('copy-*')))}"
     copy_submission(folder, copy)
@@ -106,7 +107,7 @@ def run_end_to_end(folder: Path, tmp_path: Path, mnist_dir: Path, cache_dir=None
     process.start()
     try:
         return end_to_end.run(Remote(process, 30.0), data_dir=str(mnist_dir), cache_dir=cache_dir, folder=copy,
-                              limit=limit)
+                              limit=limit, train_timeout=train_timeout)
     finally:
         process.stop()
 
@@ -290,6 +291,18 @@ def test_a_teacher_whose_training_raises_fails_every_check_with_its_error(tmp_pa
     outcome = run_end_to_end(folder, tmp_path, mnist_dir)
     found = messages(outcome, folder)
     assert "your code raised ValueError: no training today" in found["test_teacher_reaches_the_floor"]
+    assert "could not be trained" in found["test_distilled_student_reaches_the_floor"]
+
+
+@pytest.mark.slow
+def test_a_training_that_never_ends_is_stopped_at_its_request_limit(tmp_path, mnist_dir):
+    folder = submission(tmp_path)
+    train = (folder / "train.py").read_text()
+    (folder / "train.py").write_text(train + "\n\ndef train_model(model, batches, epochs, lr):\n"
+                                             "    while True:\n        pass\n")
+    outcome = run_end_to_end(folder, tmp_path, mnist_dir, train_timeout=20)
+    found = messages(outcome, folder)
+    assert "training your Teacher did not finish within 20 s" in found["test_teacher_reaches_the_floor"]
     assert "could not be trained" in found["test_distilled_student_reaches_the_floor"]
 
 

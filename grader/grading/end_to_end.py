@@ -59,6 +59,7 @@ class EndToEnd:
     reports: dict[str, ModelReport] = field(default_factory=dict)
     problems: dict[str, BaseException] = field(default_factory=dict)
     seconds: float = 0.0
+    timeout: float = TRAIN_TIMEOUT_S  # seconds each training request had
 
     def report(self, name: str) -> ModelReport:
         """``name``'s report; raises the reason it has none, for the check to fail with."""
@@ -66,7 +67,7 @@ class EndToEnd:
         if problem is None:
             return self.reports[name]
         if isinstance(problem, WorkerGone) and problem.timeout:
-            raise CheckFailed(f"training {WHAT[name]} did not finish within {TRAIN_TIMEOUT_S} s: is there a loop "
+            raise CheckFailed(f"training {WHAT[name]} did not finish within {self.timeout:.0f} s: is there a loop "
                               "that never ends, or is the model far bigger than it needs to be?") from problem
         raise problem
 
@@ -134,7 +135,7 @@ class Run:
         self.data = {"key": self.digest, "images": images, "labels": labels}
         self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress,
                      "threads": training_threads(remote)}
-        self.result = EndToEnd()
+        self.result = EndToEnd(timeout=train_timeout)
         self.pending: dict[str, tuple[Future, dict, bool]] = {}  # name -> (its measurement, its reply, cached)
         self.teacher_state = None
         self.cache_dir, self.key = cache_dir, None
