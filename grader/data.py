@@ -13,13 +13,13 @@ import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor
 
+from .worker.scenarios import MEAN, STD, Batches, normalise  # noqa: F401 (one copy, shared with the worker)
+
 ENV_VAR = "LEARNKD_DATA"
-MEAN, STD = 0.1307, 0.3081  # pixel mean and std of the MNIST training set (scaled to [0, 1])
 SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
@@ -138,12 +138,6 @@ def load_raw(split: str, root: Path, how: str = "", download: bool = True) -> tu
     return images, labels.long()
 
 
-def normalise(images: Tensor) -> Tensor:
-    """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)`` scaled to [0, 1], then standardised."""
-    x = images.float()  # one new tensor; the same operations in place give the same values 2x faster
-    return x.div_(255.0).sub_(MEAN).div_(STD).unsqueeze(1)
-
-
 def load_mnist(split: str = "train", data_dir=None, limit: int | None = None,
                download: bool = True) -> tuple[Tensor, Tensor]:
     """The whole split as normalised tensors: x ``(N, 1, 28, 28)`` float32, y ``(N,)`` int64.
@@ -155,36 +149,6 @@ def load_mnist(split: str = "train", data_dir=None, limit: int | None = None,
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return normalise(images), labels.clone()
-
-
-class Batches:
-    """An iterable of ``(x, y)`` batches over tensors held in memory: MNIST's fast path.
-
-    Each pass over it is one epoch. With ``shuffle=True`` every epoch has a new order drawn from a
-    generator seeded once with ``seed``, so a run is reproducible and epochs still differ.
-    """
-
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int = 128, shuffle: bool = False,
-                 seed: int = 0, device: str | torch.device = "cpu"):
-        if len(x) != len(y):
-            raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
-        self.x, self.y = x.to(device), y.to(device)
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)  # ceil: the last batch may be partial
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(self.x)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.x.device)
-            for start in range(0, n, self.batch_size):
-                idx = order[start:start + self.batch_size]
-                yield self.x[idx], self.y[idx]
-        else:
-            for start in range(0, n, self.batch_size):
-                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
 
 
 def mnist_batches(split: str = "train", batch_size: int = 128, shuffle: bool | None = None,

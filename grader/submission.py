@@ -9,7 +9,6 @@ other topics can still be graded.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.util
 import sys
@@ -22,8 +21,6 @@ from .checking import CheckFailed
 from .topics import topics
 
 PACKAGE = "learnkd_submission"
-# A submission may not import these: the reference answers, or the grader that checks it.
-FORBIDDEN_IMPORTS = ("solutions", "grader", "learnkd_submission")
 
 
 @dataclass
@@ -65,23 +62,11 @@ def display_path(path: Path | str) -> str:
 
 
 def forbidden_import(source: str, filename: str) -> LoadError | None:
-    """The first import of the reference or the grader in ``source``, if any."""
-    try:
-        tree = ast.parse(source, filename)
-    except SyntaxError:
-        return None  # reported by the import itself, with its line
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        for name in names:
-            if name.split(".")[0] in FORBIDDEN_IMPORTS:
-                return LoadError(filename, node.lineno,
-                                 f"imports '{name}'. A submission must be your own work: it may not import "
-                                 "the reference solutions or the grader. Remove this import.")
-    return None
+    """The first import of the reference or the grader in ``source``, if any (the worker's own check)."""
+    from .worker.serve import forbidden_import as find
+
+    found = find(source, filename)
+    return LoadError(filename, found["line"], found["message"]) if found else None
 
 
 def _error_from_exception(err: BaseException, folder: Path, filename: str) -> LoadError:
