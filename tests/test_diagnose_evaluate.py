@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bank import load_module
-from grader.diagnose.evaluate import (EVALUATE_MISTAKES, PARTIAL, Lookup, exact_fraction, loader,
-                                      recognise_evaluate, watch)
+from grader.diagnose.evaluate import EVALUATE_MISTAKES, PARTIAL, Lookup, exact_fraction, loader, recognise_evaluate
+from grader.worker.scenarios import watch
 from solutions.evaluate import evaluate as reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
