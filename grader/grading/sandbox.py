@@ -119,6 +119,10 @@ def unshare_command(command: list[str], submission: Path, scratch: Path | None =
         if readonly:
             lines.append(f"mount -o remount,ro,bind {root}{target}")
 
+    # /tmp first: a Python environment that lives under /tmp (a CI's venv) is bound on top of it
+    lines += [f"mkdir -p {root}/proc {root}/dev {root}/tmp", f"mount -t proc proc {root}/proc",
+              f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
+              f"mount -t tmpfs -o size=64m none {root}/dev", f"mkdir -p {root}/dev/shm"]
     for path in ("/usr", "/etc", "/opt"):
         if Path(path).is_dir():
             bind(path, path)
@@ -139,9 +143,6 @@ def unshare_command(command: list[str], submission: Path, scratch: Path | None =
     bind(str(submission), HANDED_IN)
     for folder in (SUBMISSION, SCRATCH):
         lines.append(f"mkdir -p {root}{folder} && mount -t tmpfs -o size={TMPFS_BYTES} none {root}{folder}")
-    lines += [f"mkdir -p {root}/proc {root}/dev {root}/tmp", f"mount -t proc proc {root}/proc",
-              f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
-              f"mount -t tmpfs -o size=64m none {root}/dev", f"mkdir -p {root}/dev/shm"]
     devices = ["null", "zero", "random", "urandom"]
     if device == "cuda":
         devices += [d.name for d in sorted(Path("/dev").glob("nvidia*"))]
