@@ -6,14 +6,14 @@ parameters, size on disk, CPU inference latency, agreement with the teacher. `le
 with the reference solutions and `learnkd report` with the learner's, both in this process and with
 ``curves=True`` (test accuracy measured during training, for the plots). `learnkd check all` does not run
 it: the learner's code trains in the grader's worker and the judge measures the exported graphs on the test
-set itself (``grader.grading.end_to_end``); it shares ``ModelReport`` and ``comparison_table`` with this.
+set itself (``grader.grading.end_to_end``); it shares ``ModelReport``, ``comparison_table`` and the latency
+method (``grader.latency``: every model timed the same way, once all are trained) with this.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +23,14 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from . import teacher_cache
+from . import latency, teacher_cache
 from .data import Batches, load_mnist
 from .topics import schedule
 
 TEACHER, DISTILLED, HARD = "teacher", "student (distilled)", "student (hard labels)"
 # Batch sizes of the CPU latency measurement: one image (a phone app, a web request) and a large batch
 # (offline scoring, where throughput is what counts).
-LATENCY_BATCHES = (1, 1000)
+LATENCY_BATCHES = latency.BATCHES
 # Test accuracy during training is measured on the first PROBE_EXAMPLES test images, PROBES_PER_EPOCH
 # times an epoch: enough points for a curve, a few seconds in all.
 PROBE_EXAMPLES, PROBES_PER_EPOCH = 2000, 4
@@ -46,7 +46,8 @@ class ModelReport:
     losses: list[float] = field(default_factory=list)  # the mean training loss of each epoch, as returned
     cached: bool = False
     agreement: float | None = None  # fraction of test images whose predicted class is the teacher's
-    latency_ms: dict[int, float] = field(default_factory=dict)  # batch size -> ms per batch on the CPU
+    latency_ms: dict[int, float] = field(default_factory=dict)  # batch size -> median ms per batch on the CPU
+    latency_iqr_ms: dict[int, float] = field(default_factory=dict)  # batch size -> interquartile range of the calls
     curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, accuracy on the probe images)
     # Kept for the figures, not written to JSON: the trained model, its test logits (N, 10) on the CPU.
     model: nn.Module | None = field(default=None, repr=False, compare=False)
@@ -62,6 +63,7 @@ class ModelReport:
                 "size_kb": self.size_kb, "train_seconds": self.train_seconds, "cached": self.cached,
                 "losses": list(self.losses), "agreement": self.agreement,
                 "latency_ms": {str(k): v for k, v in self.latency_ms.items()},
+                "latency_iqr_ms": {str(k): v for k, v in self.latency_iqr_ms.items()},
                 "curve": [list(point) for point in self.curve]}
 
 
@@ -87,26 +89,10 @@ def test_logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
     return out
 
 
-@torch.no_grad()
-def cpu_latency_ms(model: nn.Module, batch_sizes=LATENCY_BATCHES, budget_s: float = 0.3) -> dict[int, float]:
-    """Median wall time of one forward pass on the CPU, in ms, for each batch size.
-
-    A copy of the model runs in eval mode on random images after one warm-up pass; each batch size gets
-    about ``budget_s`` seconds of repeats (at least 3). The median resists the odd slow run on a busy machine.
-    """
-    model = copy.deepcopy(model).cpu().eval()
-    result = {}
-    for batch in batch_sizes:
-        x = torch.randn(batch, 1, 28, 28)
-        model(x)  # warm-up: first-call allocations
-        times, spent = [], 0.0
-        while len(times) < 3 or (spent < budget_s and len(times) < 200):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-            spent += times[-1]
-        result[batch] = statistics.median(times) * 1000
-    return result
+def time_models(models: dict[str, nn.Module]) -> dict[str, dict[int, latency.Latency]]:
+    """Each model's CPU latency (``grader.latency``): CPU copies in eval mode, timed together once all are trained."""
+    copies = {name: copy.deepcopy(model).cpu().eval() for name, model in models.items()}
+    return latency.measure({name: {b: model for b in LATENCY_BATCHES} for name, model in copies.items()})
 
 
 class ProgressBatches:
@@ -154,16 +140,32 @@ class Probe:
         self.points.append((round(epoch, 4), (predicted == self.y.cpu()).float().mean().item()))
 
 
+LATENCY_WIDTH = 16  # "0.25 ± 0.01 ms" and the column's gap
+
+
 def comparison_table(reports: dict[str, ModelReport]) -> str:
     """The comparison of the three models, one line each, as `learnkd check all` prints it."""
-    rows = [f"{'model':<24}{'accuracy':>9}{'parameters':>12}{'size':>10}{'agrees':>8}{'1 image':>10}{'training':>10}"]
+    rows = [f"{'model':<24}{'accuracy':>9}{'parameters':>12}{'size':>11}{'agrees':>8}{'1 image':>{LATENCY_WIDTH}}"
+            f"{'training':>10}"]
     for r in reports.values():
         time_text = "cached" if r.cached else f"{r.train_seconds:.1f} s"
         agrees = "-" if r.agreement is None else f"{r.agreement:.1%}"
-        latency = f"{r.latency_ms[1]:.2f} ms" if 1 in r.latency_ms else "-"
-        rows.append(f"{r.name:<24}{r.accuracy:>9.2%}{r.parameters:>12,}{r.size_kb:>7.1f} KB{agrees:>8}"
-                    f"{latency:>10}{time_text:>10}")
+        one = latency.spread_text(r.latency_ms[1], r.latency_iqr_ms.get(1)) if 1 in r.latency_ms else "-"
+        rows.append(f"{r.name:<24}{r.accuracy:>9.2%}{r.parameters:>12,}{r.size_kb:>8.1f} KB{agrees:>8}"
+                    f"{one:>{LATENCY_WIDTH}}{time_text:>10}")
     return "\n".join(rows)
+
+
+def table_notes(test_examples: int) -> list[str]:
+    """What the table's columns mean: 'agrees' and '1 image' (the lines under the table)."""
+    calls_text = f"at least {latency.MIN_ROUNDS} calls"
+    return [
+        f"agrees: the share of the {test_examples:,} test images whose predicted class is the teacher's.",
+        f"1 image: the median time of one forward pass of one image on one CPU thread ± half the interquartile "
+        f"range of {calls_text}, the three models timed in turn after training, so that each meets the same "
+        f"load; \"{latency.NOISY}\": a spread over {latency.NOISY_SPREAD:.0%} of the median, too wide to trust "
+        "(other processes took the CPU).",
+    ]
 
 
 def train_teacher(code: SimpleNamespace, loader_for: Callable[[nn.Module], object], plan: dict, epochs: int,
@@ -231,8 +233,7 @@ def run_pipeline(code: SimpleNamespace, data_dir=None, device: str = "cpu", seed
         reports[name] = ModelReport(
             name, accuracy, parameter_count(model), size_kb(model), seconds, [float(v) for v in losses or []],
             cached, agreement=(predictions[name] == predictions[TEACHER]).float().mean().item(),
-            latency_ms=cpu_latency_ms(model), curve=probe.points if probe else [],
-            model=model if keep else None, logits=logits if keep else None)
+            curve=probe.points if probe else [], model=model if keep else None, logits=logits if keep else None)
 
     teacher, losses, seconds, cached = train_teacher(
         code, lambda model: loader("teacher", 0, model), plan, epochs, seed, device, cache_dir, cache_folder,
@@ -254,4 +255,8 @@ def run_pipeline(code: SimpleNamespace, data_dir=None, device: str = "cpu", seed
     losses = code.train.train_model(hard_student, loader("hard labels", 1, hard_student), epochs=epochs,
                                     lr=plan["lr"])
     measure(HARD, "hard labels", hard_student, losses, time.perf_counter() - start)
+    log("timing the models (1 image and 1,000 images, interleaved, on one thread)")
+    for name, by_batch in time_models({TEACHER: teacher, DISTILLED: student, HARD: hard_student}).items():
+        reports[name].latency_ms = {b: t.median_ms for b, t in by_batch.items()}
+        reports[name].latency_iqr_ms = {b: t.iqr_ms for b, t in by_batch.items()}
     return reports

@@ -11,8 +11,11 @@ sample standard deviation, 0 for one seed; accuracies and agreement are fraction
     train_examples, test_examples, seeds [int], total_seconds (the trainings and measurements, all seeds),
     models {teacher | student_distilled | student_hard: {
         name, parameters, size_kb, accuracy stat, agreement stat, latency_ms_batch_1 stat,
-        latency_ms_batch_1000 stat, train_seconds stat, confusion (10 x 10 counts of the first seed,
-        rows true digit, columns predicted), runs [one per seed: ModelReport.to_dict()]}},
+        latency_ms_batch_1000 stat (the medians of grader.latency, one per seed), latency_iqr_ms_batch_1 stat,
+        latency_iqr_ms_batch_1000 stat (their interquartile ranges), latency_noisy_batch_1,
+        latency_noisy_batch_1000 (bool: some seed's spread too wide to trust), train_seconds stat,
+        confusion (10 x 10 counts of the first seed, rows true digit, columns predicted),
+        runs [one per seed: ModelReport.to_dict()]}},
     distillation_gain {points stat (distilled minus hard-label accuracy, in percentage points), measurable
         (bool), text (the sentence printed under the table)},
     figures {name: file name in the same folder}
@@ -30,7 +33,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-from .pipeline import DISTILLED, HARD, LATENCY_BATCHES, TEACHER, ModelReport, run_pipeline
+from . import latency
+from .pipeline import DISTILLED, HARD, LATENCY_BATCHES, TEACHER, ModelReport, comparison_table, run_pipeline, table_notes
 
 SCHEMA = "learnkd-report/1"
 KEYS = {TEACHER: "teacher", DISTILLED: "student_distilled", HARD: "student_hard"}
@@ -90,11 +94,7 @@ def summarise(run: Run, kind: str, code_folder: str, schedule: dict, train_examp
         reports = [r[name] for r in run.runs]
         first = reports[0]
         models[key] = {
-            "name": name, "parameters": first.parameters, "size_kb": first.size_kb,
-            "accuracy": stat([r.accuracy for r in reports]),
-            "agreement": stat([r.agreement for r in reports]),
-            **{f"latency_ms_batch_{b}": stat([r.latency_ms[b] for r in reports]) for b in LATENCY_BATCHES},
-            "train_seconds": stat([r.train_seconds for r in reports]),
+            **model_figures(reports),
             "confusion": confusion(y_test, first.logits.argmax(dim=1)) if first.logits is not None else None,
             "runs": [r.to_dict() for r in reports],
         }
@@ -110,6 +110,23 @@ def summarise(run: Run, kind: str, code_folder: str, schedule: dict, train_examp
     measurable, text = verdict(summary)
     summary["distillation_gain"].update(measurable=measurable, text=text)
     return summary
+
+
+def model_figures(reports: list[ModelReport]) -> dict:
+    """One model's figures over seeds (its reports, one per seed): stats of each, latencies where all have one."""
+    first = reports[0]
+    figures = {"name": first.name, "parameters": first.parameters, "size_kb": first.size_kb,
+               "accuracy": stat([r.accuracy for r in reports]),
+               "agreement": stat([r.agreement for r in reports]),
+               "train_seconds": stat([r.train_seconds for r in reports])}
+    for b in LATENCY_BATCHES:
+        if all(b in r.latency_ms for r in reports):
+            figures[f"latency_ms_batch_{b}"] = stat([r.latency_ms[b] for r in reports])
+            if all(b in r.latency_iqr_ms for r in reports):
+                figures[f"latency_iqr_ms_batch_{b}"] = stat([r.latency_iqr_ms[b] for r in reports])
+                figures[f"latency_noisy_batch_{b}"] = any(latency.noisy(r.latency_ms[b], r.latency_iqr_ms[b])
+                                                           for r in reports)
+    return figures
 
 
 def noise_points(gain: dict) -> float:
@@ -147,18 +164,76 @@ def verdict(summary: dict) -> tuple[bool, str]:
                  + (" Check T and alpha, and that distill keeps the teacher in eval mode." if summary["kind"] == "report"
                     else ""))
     ratio = teacher["parameters"] / max(distilled["parameters"], 1)
-    speed = teacher["latency_ms_batch_1"]["mean"] / max(distilled["latency_ms_batch_1"]["mean"], 1e-9)
     cost = (f"The Student has {ratio:.0f}x fewer parameters than the Teacher ({distilled['size_kb']:.0f} KB "
-            f"against {teacher['size_kb']:.0f} KB on disk), answers one image {speed:.1f}x faster on the CPU, "
+            f"against {teacher['size_kb']:.0f} KB on disk), {speed_phrase(teacher, distilled)}, "
             f"and gives the teacher's answer on {distilled['agreement']['mean']:.1%} of the test images; the "
             f"Teacher reached {acc(teacher)}.")
     return measurable, f"{claim} {cost} {EXPERIMENT_HINT}"
+
+
+def speed_phrase(teacher: dict, student: dict) -> str:
+    """How much faster the Student answers one image, said only as far as the measurement carries it."""
+    t, s = teacher.get("latency_ms_batch_1"), student.get("latency_ms_batch_1")
+    if t is None or s is None:
+        return "answers one image in a time the grader could not measure"
+    if teacher.get("latency_noisy_batch_1") or student.get("latency_noisy_batch_1"):
+        return "answers one image in a time too noisy to compare on this busy machine (see the table)"
+    # the spread of each figure: half its interquartile range, or its spread over seeds, whichever is wider
+    half = lambda m: max(m.get("latency_iqr_ms_batch_1", {}).get("mean", 0.0) / 2,  # noqa: E731
+                         m["latency_ms_batch_1"]["std"])
+    if abs(t["mean"] - s["mean"]) <= max(half(teacher) + half(student), 0.1 * max(t["mean"], s["mean"])):
+        return ("answers one image about as fast on the CPU (the two times are within their spread: one image "
+                "is too little work for the size to show)")
+    speed = t["mean"] / max(s["mean"], 1e-9)
+    if speed >= 1:
+        return f"answers one image {speed:.1f}x faster on the CPU"
+    return f"answers one image {1 / speed:.1f}x slower on the CPU"
+
+
+def reading(reports: dict[str, ModelReport], train_examples: int, kind: str = "report") -> str | None:
+    """The sentence under `learnkd reference`'s table (``verdict``) for one run's three reports; None without all
+    three, or without the teacher's agreement."""
+    if any(reports.get(name) is None or reports[name].agreement is None for name in (TEACHER, DISTILLED, HARD)):
+        return None
+    gain = 100 * (reports[DISTILLED].accuracy - reports[HARD].accuracy)
+    summary = {"kind": kind, "seeds": [0], "train_examples": train_examples,
+               "models": {KEYS[name]: model_figures([reports[name]]) for name in (TEACHER, DISTILLED, HARD)},
+               "distillation_gain": {"points": stat([gain])}}
+    return verdict(summary)[1]
+
+
+def comparison_text(reports: dict[str, ModelReport], train_examples: int, test_examples: int,
+                    width: int = 110) -> str:
+    """`learnkd check all`'s comparison: the table, what its columns mean, and the reading of `learnkd reference`."""
+    import textwrap
+
+    lines = comparison_table(reports).splitlines() + [""]
+    for note in table_notes(test_examples):
+        lines += textwrap.wrap(note, width, subsequent_indent="  ")
+    text = reading(reports, train_examples)
+    if text:
+        lines += [""] + textwrap.wrap(text, width)
+    return "\n".join(lines)
 
 
 def cell(s: dict, fmt: str, scale: float = 1.0) -> str:
     """A stat as 'mean' or 'mean ± std' when there are several seeds."""
     text = format(s["mean"] * scale, fmt)
     return text + (f" ± {format(s['std'] * scale, fmt)}" if len(s["values"]) > 1 else "")
+
+
+def latency_cell(model: dict, batch: int, fmt: str) -> str:
+    """A latency: 'noisy' when some seed's spread was too wide to trust; for one seed 'median ± IQR/2', for
+    several 'mean ± std' of the seeds' medians."""
+    s = model.get(f"latency_ms_batch_{batch}")
+    if s is None:
+        return "-"
+    if model.get(f"latency_noisy_batch_{batch}"):
+        return latency.NOISY
+    iqr = model.get(f"latency_iqr_ms_batch_{batch}")
+    if len(s["values"]) == 1 and iqr is not None:
+        return f"{format(s['mean'], fmt)} ± {format(iqr['mean'] / 2, fmt)}"
+    return cell(s, fmt)
 
 
 COLUMNS = ["model", "test accuracy (%)", "parameters", "size (KB)", "latency 1 image (ms)",
@@ -169,8 +244,8 @@ def table_rows(summary: dict) -> list[list[str]]:
     rows = []
     for model in summary["models"].values():
         rows.append([model["name"], cell(model["accuracy"], ".2f", 100), f"{model['parameters']:,}",
-                     f"{model['size_kb']:.1f}", cell(model["latency_ms_batch_1"], ".2f"),
-                     cell(model["latency_ms_batch_1000"], ".0f"), cell(model["agreement"], ".1f", 100),
+                     f"{model['size_kb']:.1f}", latency_cell(model, 1, ".2f"),
+                     latency_cell(model, 1000, ".0f"), cell(model["agreement"], ".1f", 100),
                      cell(model["train_seconds"], ".1f")])
     return rows
 

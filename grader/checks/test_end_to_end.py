@@ -9,7 +9,8 @@ import pytest
 
 from grader.checking import expect
 from grader.grading import end_to_end, judge
-from grader.pipeline import DISTILLED, HARD, TEACHER, comparison_table
+from grader.pipeline import DISTILLED, HARD, TEACHER
+from grader.report import comparison_text
 from grader.topics import schedule
 
 pytestmark = [pytest.mark.all]
@@ -37,7 +38,8 @@ def pipeline(request, submission, options) -> end_to_end.EndToEnd:
 def test_teacher_reaches_the_floor(pipeline, request):
     """your Teacher, trained with your train_model, reaches the accuracy floor on the MNIST test set"""
     if pipeline.reports:
-        request.node.learnkd_output = "\n".join("    " + line for line in comparison_table(pipeline.reports).splitlines())
+        text = comparison_text(pipeline.reports, pipeline.train_examples, pipeline.test_examples)
+        request.node.learnkd_output = "\n".join(("    " + line).rstrip() for line in text.splitlines())
     accuracy = pipeline.report(TEACHER).accuracy
     expect(accuracy >= TEACHER_FLOOR,
            f"your Teacher reached {accuracy:.2%} on the test set; it needs at least {TEACHER_FLOOR:.1%}. "

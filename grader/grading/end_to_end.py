@@ -5,8 +5,11 @@ distils a Student with the learner's distill and trains the same Student on hard
 training split the judge sends it, and returns each model as an exported graph of aten operations.
 The MNIST test split never leaves the judge: it runs each graph here (``graph.Graph``, which refuses
 any operation that compares, indexes or looks values up), and the accuracy, the agreement with the
-teacher, the parameter count and the size it reports are its own measurements. Losses, training
-seconds and CPU latency come from the worker and are informational only.
+teacher, the parameter count and the size it reports are its own measurements, and so is the CPU latency:
+once every model is trained, the judge times each graph, the models interleaved on one thread
+(``grader.latency``), the 1-image latency on a second graph the worker exports for a single image, which
+must first give the same logits on a few test images. Losses and training seconds come from the worker and
+are informational only.
 
 A trained teacher is cached by the judge alone (``grader.teacher_cache``), keyed by every file of the
 submission, the schedule, the seed, the device, the data and the torch version; an entry is checked
@@ -16,6 +19,8 @@ when read, and its graph is run again on the test set, which must give the accur
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +30,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .. import teacher_cache
+from .. import latency, teacher_cache
 from ..checking import CheckFailed, single_thread
 from ..data import load_mnist, load_raw, resolve_data_dir
 from ..pipeline import DISTILLED, HARD, TEACHER, ModelReport
@@ -41,16 +46,23 @@ SHORT_TIMEOUT_S = 120
 # A cached teacher's graph, run again on the test set, must give the accuracy stored with it (to a few
 # images: convolutions may round differently with another number of threads).
 CACHE_ACCURACY_TOLERANCE = 3e-4
+# The 1-image graph is only timed. It must first give, one image at a time, the logits of the graph the judge
+# measured on the first LATENCY_CHECK_IMAGES test images (to float rounding: another batch size may take
+# another convolution algorithm); one that does not gets no 1-image latency.
+LATENCY_CHECK_IMAGES = 8
+EXPORT_BATCH = 1000  # the batch size of the graph the worker exports for the test set (grader.worker.pipeline)
 WHAT = {TEACHER: "your Teacher", DISTILLED: "your distilled Student", HARD: "your Student trained on hard labels"}
+DONE = {TEACHER: "your Teacher", DISTILLED: "your distilled Student", HARD: "the Student on hard labels"}
 OPS = {TEACHER: "pipeline.teacher", DISTILLED: "pipeline.distil", HARD: "pipeline.hard"}
 
 
 @dataclass
 class Measured:
-    """What the judge measured of one returned graph."""
+    """What the judge measured of one returned graph; ``single``: its 1-image graph, when it agrees."""
     graph: Graph
     logits: Tensor
     accuracy: float
+    single: Graph | None = None
 
 
 @dataclass
@@ -60,6 +72,9 @@ class EndToEnd:
     problems: dict[str, BaseException] = field(default_factory=dict)
     seconds: float = 0.0
     timeout: float = TRAIN_TIMEOUT_S  # seconds each training request had
+    train_examples: int = 0  # images of the training split the models trained on
+    test_examples: int = 0  # images of the test split the judge ran them on
+    threads: dict[str, int] = field(default_factory=dict)  # torch threads each training request was given
 
     def report(self, name: str) -> ModelReport:
         """``name``'s report; raises the reason it has none, for the check to fail with."""
@@ -88,23 +103,74 @@ def export_problem(name: str, reply: dict) -> GraphError:
         "without Python branches on the values of tensors.")
 
 
-def measure(name: str, data, x_test: Tensor, y_test: Tensor) -> Measured:
-    """Check ``data`` as a graph, run it on the test set here, and score it: GraphError when it cannot run."""
+def measure(name: str, data, x_test: Tensor, y_test: Tensor, single=None) -> Measured:
+    """Check ``data`` as a graph, run it on the test set here, and score it: GraphError when it cannot run.
+    ``single``: the model's 1-image graph, kept for timing when it gives the same logits."""
     graph = Graph(data, what=WHAT[name])
     logits = graph(x_test)
     if logits.shape != (len(y_test), 10):
         raise GraphError(f"{WHAT[name]} returned logits of shape {tuple(logits.shape)} for {len(y_test)} test "
                          f"images; they should be ({len(y_test)}, 10)")
-    return Measured(graph, logits.float(), accuracy(logits.float(), y_test))
+    logits = logits.float()
+    return Measured(graph, logits, accuracy(logits, y_test), one_image(name, single, x_test, logits))
 
 
-def training_threads(remote) -> int:
-    """Torch threads for the worker's trainings: the worker's own count, less one core for the judge, which runs
-    the last model's graph meanwhile. Never more threads than cores: on a 2-core machine with one other busy
-    process, two OpenMP threads took 489 ms a Teacher batch, one thread 76 ms (measured)."""
+def one_image(name: str, data, x_test: Tensor, logits: Tensor) -> Graph | None:
+    """The 1-image graph, if it checks out and gives ``logits`` on the first test images one by one; else None."""
+    if data is None:
+        return None
+    try:
+        graph = Graph(data, what=WHAT[name])
+        if graph.batch != 1:
+            return None
+        n = min(LATENCY_CHECK_IMAGES, len(x_test))
+        out = torch.cat([graph.forward(x_test[i:i + 1]) for i in range(n)]).float()
+    except (GraphError, RuntimeError, TypeError, ValueError):
+        return None
+    if out.shape != (n, 10) or not torch.allclose(out, logits[:n], rtol=1e-3, atol=1e-3):
+        return None
+    return graph
+
+
+def busy_cores(seconds: float = 0.2) -> float:
+    """How many cores other processes keep busy now: /proc/stat over ``seconds`` (else the load average)."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # all, idle + iowait
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+        cores = os.cpu_count() or 1
+        return cores * (1.0 - (idle1 - idle0) / max(total1 - total0, 1e-9))
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
+
+
+def training_threads(remote, busy: float | None = None, machine: int | None = None) -> int:
+    """Torch threads for one of the worker's trainings, chosen when it starts so that a busy machine slows the
+    training down gracefully instead of stalling it.
+
+    OpenMP threads wait for each other at the end of every operation; a thread that has lost its core to
+    another process holds the others up, so threads beyond the idle cores cost far more than they bring. On
+    a 2-core machine with two other busy processes, a Teacher training batch took 6x longer on 2 threads than
+    on 1 (28fc973: 489 ms against 76 ms; benchmarks/bench_threads.py measures it again, quiet and loaded, side
+    by side). So: the cores other processes leave idle now (``busy_cores``), rounded down, and never more than
+    the worker's count less one core, which the judge uses to run the last model's graph meanwhile; at least
+    one. A 2-core machine always trains on 1 thread; an idle 8-core one on 7, the same with 3 busy processes
+    on 5. ``busy`` and ``machine`` (the cores here) are for the tests.
+    """
     settings = getattr(getattr(remote, "process", None), "settings", None)
-    threads = getattr(settings, "threads", 1)
-    return max(1, int(threads) - 1) if type(threads) is int else 1
+    cores = getattr(settings, "threads", 1)
+    if type(cores) is not int or cores <= 2:
+        return 1
+    busy = busy_cores() if busy is None else busy
+    machine = machine or os.cpu_count() or cores
+    return max(1, min(cores - 1, math.floor(machine - busy)))
 
 
 def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=None, folder: Path | None = None,
@@ -133,9 +199,8 @@ class Run:
         self.x_test, self.y_test = load_mnist("test", data_dir)
         self.digest = data_digest(images, labels, self.x_test, self.y_test)
         self.data = {"key": self.digest, "images": images, "labels": labels}
-        self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress,
-                     "threads": training_threads(remote)}
-        self.result = EndToEnd(timeout=train_timeout)
+        self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress}
+        self.result = EndToEnd(timeout=train_timeout, train_examples=len(labels), test_examples=len(self.y_test))
         self.pending: dict[str, tuple[Future, dict, bool]] = {}  # name -> (its measurement, its reply, cached)
         self.teacher_state = None
         self.cache_dir, self.key = cache_dir, None
@@ -145,7 +210,8 @@ class Run:
 
     def ask(self, name: str, extra: dict, timeout: float) -> dict:
         """One training request; sends the data or the teacher again when the worker says it lacks them."""
-        message = {"op": OPS[name], **self.base, "data": {"key": self.digest}, **extra}
+        message = {"op": OPS[name], **self.base, "threads": self.result.threads.get(name, 1), "data": {"key": self.digest},
+                   **extra}
         for _ in range(3):
             reply = self.remote.ask(message, key=OPS[name], timeout=timeout)
             if not isinstance(reply, dict):
@@ -162,6 +228,15 @@ class Run:
                 message["teacher_state"] = self.teacher_state
         raise WorkerGone("the worker kept asking for what it was sent")
 
+    def train(self, step: int, name: str, what: str) -> dict:
+        """One training request, said before and after: '(2/3) distilling ...', '(2/3) ... trained in 31 s'."""
+        threads = self.result.threads[name] = training_threads(self.remote)
+        self.log(f"({step}/3) {what}, on {threads} thread{'s' if threads > 1 else ''}")
+        start = time.perf_counter()
+        reply = self.ask(name, {}, self.timeout)
+        self.log(f"({step}/3) {DONE[name]}: trained in {time.perf_counter() - start:.0f} s")
+        return reply
+
     def measure_later(self, name: str, reply: dict, cached: bool = False, done: Measured | None = None) -> None:
         """Run the model's graph on the test set in the background (or take ``done``, measured already)."""
         if done is None:
@@ -170,7 +245,7 @@ class Run:
                 future = Future()
                 future.set_exception(export_problem(name, reply))
             else:
-                future = self.pool.submit(measure, name, graph, self.x_test, self.y_test)
+                future = self.pool.submit(measure, name, graph, self.x_test, self.y_test, reply.get("latency_graph"))
         else:
             future = Future()
             future.set_result(done)
@@ -191,18 +266,19 @@ class Run:
             reply = self.ask(TEACHER, {"cached_state": entry["state_dict"]}, SHORT_TIMEOUT_S)
         except (LearnerError, WorkerGone):
             return False  # the learner's Teacher() does not take the weights back: train it
-        self.log("teacher: using the one trained before with this code (the teacher cache)")
+        self.log("(1/3) your Teacher: the one trained before with this code (the teacher cache)")
+        done.single = one_image(TEACHER, reply.get("latency_graph"), self.x_test, done.logits)
         self.teacher_state = entry["state_dict"]
         self.measure_later(TEACHER, {**reply, "losses": entry["losses"], "seconds": entry["seconds"]}, True, done)
         return True
 
     def run(self) -> EndToEnd:
         plan, result = self.plan, self.result
+        self.log(f"end to end on MNIST: 3 models, {plan['epochs']} epochs each on {result.train_examples:,} training "
+                 f"images; the grader then runs each one on the {len(self.y_test):,} test images")
         if not self.cached_teacher():
-            self.log(f"training your Teacher with your train_model ({plan['epochs']} epochs on "
-                     f"{len(self.data['images']):,} images)")
             try:
-                reply = self.ask(TEACHER, {}, self.timeout)
+                reply = self.train(1, TEACHER, "training your Teacher with your train_model")
             except (LearnerError, WorkerGone) as err:
                 result.problems[TEACHER] = err
                 for name in (DISTILLED, HARD):
@@ -212,19 +288,20 @@ class Run:
             state = reply.get("state_dict")
             self.teacher_state = state if teacher_cache.plain_state_dict(state) else None
             self.measure_later(TEACHER, reply)
-        for name, what in ((DISTILLED, f"distilling your Student with your distill (T={plan['T']}, alpha={plan['alpha']})"),
-                           (HARD, "training the same Student on hard labels only, with your train_model")):
-            self.log(what)
+        for step, name, what in (
+                (2, DISTILLED, f"distilling your Student from it with your distill (T={plan['T']}, alpha={plan['alpha']})"),
+                (3, HARD, "training the same Student on hard labels only, with your train_model")):
             try:
-                self.measure_later(name, self.ask(name, {}, self.timeout))
+                self.measure_later(name, self.train(step, name, what))
             except (LearnerError, WorkerGone, CheckFailed) as err:
                 result.problems[name] = err
         self.finish()
         result.seconds = time.perf_counter() - self.start
+        self.log(f"end to end: done in {result.seconds:.0f} s")
         return result
 
     def finish(self) -> None:
-        """The reports, once every graph has run; the trained teacher into the cache."""
+        """The reports, once every graph has run; the latencies; the trained teacher into the cache."""
         measured: dict[str, Measured] = {}
         for name in (TEACHER, DISTILLED, HARD):
             if name not in self.pending:
@@ -237,13 +314,12 @@ class Run:
                 continue
             teacher = measured.get(TEACHER)
             agreement = (done.logits.argmax(1) == teacher.logits.argmax(1)).float().mean().item() if teacher else None
-            latency = {int(k): v for k, v in (reply.get("latency_ms") or {}).items()
-                       if type(k) is str and k.isdigit() and type(v) is float}
             raw, seconds = reply.get("losses"), reply.get("seconds")
             losses = [v if type(v) is float else None for v in raw] if type(raw) is list else []
             seconds = float(seconds) if type(seconds) in (int, float) else 0.0
             self.result.reports[name] = ModelReport(name, done.accuracy, done.graph.weights(), done.graph.size_kb(),
-                                                    seconds, losses, cached, agreement=agreement, latency_ms=latency)
+                                                    seconds, losses, cached, agreement=agreement)
+        self.time_models(measured)
         teacher = self.result.reports.get(TEACHER)
         if self.key and teacher is not None and not teacher.cached and self.teacher_state is not None:
             graph = self.pending[TEACHER][1].get("graph")
@@ -251,6 +327,19 @@ class Run:
                 teacher_cache.save(self.cache_dir, self.key, {
                     "version": teacher_cache.ENTRY_VERSION, "state_dict": self.teacher_state, "graph": graph,
                     "accuracy": teacher.accuracy, "losses": teacher.losses, "seconds": teacher.train_seconds})
+
+    def time_models(self, measured: dict[str, Measured]) -> None:
+        """Every model's latency, now that nothing trains: the same conditions for all (``grader.latency``)."""
+        timed = {name: {1: done.single.forward if done.single is not None else None,
+                        EXPORT_BATCH: done.graph.forward if done.graph.batch == EXPORT_BATCH else None}
+                 for name, done in measured.items()}
+        if not any(f for fns in timed.values() for f in fns.values()):
+            return
+        self.log(f"timing the models: 1 image and {EXPORT_BATCH:,} images, interleaved, on one thread")
+        for name, by_batch in latency.measure(timed, batches=(1, EXPORT_BATCH)).items():
+            report = self.result.reports[name]
+            report.latency_ms = {b: t.median_ms for b, t in by_batch.items()}
+            report.latency_iqr_ms = {b: t.iqr_ms for b, t in by_batch.items()}
 
 
 def teacher_failed(err: BaseException) -> CheckFailed:

@@ -2,8 +2,10 @@
 
 The judge sends MNIST's training split (uint8 images and labels) and the schedule of topics.toml; the
 worker builds the learner's models, trains them with the learner's train_model and distill, and sends
-back, per model, its exported graph (``exporting``), its losses, its training seconds and its CPU
-latency. The test split never comes here: the judge runs each graph on it itself.
+back, per model, its exported graphs (``exporting``: one for batches of 1,000 images, on which the judge
+measures accuracy, and one for a single image, on which it measures the 1-image latency), its losses and
+its training seconds. The test split never comes here: the judge runs each graph on it itself, and times
+every model itself, the same way (``grader.latency``).
 
     pipeline.teacher  Teacher() (seeded) trained with train_model, or, on a cache hit, a fresh Teacher()
                       loaded with the weights the judge sends; the reply carries its state_dict too
@@ -17,9 +19,8 @@ it again with the request.
 
 from __future__ import annotations
 
-import copy
 import functools
-import statistics
+import os
 import sys
 import time
 
@@ -31,30 +32,57 @@ from .tasks import function, task
 
 DATA, TEACHER = "pipeline.data", "pipeline.teacher"  # what the worker keeps between requests (worker.models)
 EXPORT_BATCH = 1000  # the judge runs the graphs on the test set in batches of this size
-LATENCY_BATCHES = (1, 1000)  # one image (an app, a web request) and a large batch (offline scoring)
+LATENCY_BATCH = 1  # and times one image on a graph exported for a single image
 
 
 class Progress:
-    """Batches that show a progress bar on the worker's stderr (tqdm) while the learner's loop walks them."""
+    """Batches that show one progress bar per model on the worker's stderr (tqdm) while the learner's loop
+    walks them: every epoch of the training in one bar, so its estimate is the time left for the model."""
 
-    def __init__(self, batches, label: str, show: bool):
-        self.batches, self.label, self.show, self.epoch = batches, label, show, 0
+    def __init__(self, batches, label: str, show: bool, epochs: int = 1):
+        self.batches, self.label, self.show, self.epochs, self.epoch = batches, label, show, max(1, epochs), 0
+        self.bar = None
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self):
         self.epoch += 1
+        bar = self.open()
+        if bar is None:
+            yield from self.batches
+            return
+        if self.epoch > self.epochs:  # a loop that walks more epochs than asked: the bar grows
+            bar.total += len(self.batches)
+        bar.set_description(f"{self.label} epoch {self.epoch}/{max(self.epochs, self.epoch)}", refresh=False)
+        for batch in self.batches:
+            yield batch
+            bar.update(1)  # the learner asked for the next batch: a step is done
+
+    def open(self):
         if not self.show:
-            yield from self.batches
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:  # no bar, same batches
-            yield from self.batches
-            return
-        yield from tqdm(self.batches, total=len(self.batches), desc=f"{self.label} epoch {self.epoch}",
-                        file=sys.stderr, leave=False, unit="batch", mininterval=0.5)
+            return None
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # no bar, same batches
+                self.show = False
+                return None
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+            except (OSError, ValueError, AttributeError):
+                size = os.terminal_size((0, 0))
+            # a terminal that says it has no size (a fresh pseudo-terminal): tqdm would draw nothing
+            shape = {"dynamic_ncols": True} if size.columns > 0 and size.lines > 0 else \
+                {"ncols": size.columns or 100, "nrows": size.lines or 40}
+            self.bar = tqdm(total=len(self.batches) * self.epochs, file=sys.stderr, leave=False, unit="batch",
+                            mininterval=0.5, **shape)
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def own_threads(task_fn):
@@ -107,42 +135,28 @@ def loader(worker, request: dict, label: str, offset: int) -> Progress:
     plan = request["schedule"]
     batches = scenarios.Batches(x, y, plan["batch_size"], shuffle=True, seed=request["seed"] + offset,
                                 device=request.get("device", "cpu"))
-    return Progress(batches, label, bool(request.get("progress")))
+    return Progress(batches, label, bool(request.get("progress")), plan["epochs"])
 
 
-@torch.no_grad()
-def cpu_latency_ms(model: nn.Module, budget_s: float = 0.3) -> dict:
-    """Median wall time of one forward pass of a CPU copy in eval mode, in ms, per batch size (informational)."""
-    model = copy.deepcopy(model).cpu().eval()
-    result = {}
-    for batch in LATENCY_BATCHES:
-        x = torch.randn(batch, 1, 28, 28)
-        model(x)  # warm-up
-        times, spent = [], 0.0
-        while len(times) < 3 or (spent < budget_s and len(times) < 200):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-            spent += times[-1]
-        result[str(batch)] = statistics.median(times) * 1000
-    return result
+def export(model: nn.Module, batch: int) -> tuple[dict | None, str | None]:
+    """The model's graph for batches of ``batch`` images, or why it has none (the learner's model: any error)."""
+    try:
+        return exporting.export_model(model, batch), None
+    except Exception as err:
+        text = str(err).strip().splitlines()
+        return None, f"{type(err).__name__}: {text[0][:500] if text else '(no message)'}"
 
 
-def describe(model: nn.Module, device: str, export: bool = True) -> dict:
-    """The trained model as the judge receives it: its graph (or why it has none) and its latency."""
-    reply = {"graph": None, "export_error": None, "latency_ms": {}}
+def describe(model: nn.Module, device: str, export_all: bool = True) -> dict:
+    """The trained model as the judge receives it: its graphs (or why it has none). ``export_all``: also the
+    graph for batches of 1,000 (a cached teacher's is in the judge's cache already)."""
+    reply = {"graph": None, "export_error": None, "latency_graph": None}
     model.cpu()
     try:
-        if export:
-            try:
-                reply["graph"] = exporting.export_model(model, EXPORT_BATCH)
-            except Exception as err:  # the learner's model: any error, said in words
-                text = str(err).strip().splitlines()
-                reply["export_error"] = f"{type(err).__name__}: {text[0][:500] if text else '(no message)'}"
-        try:
-            reply["latency_ms"] = cpu_latency_ms(model)
-        except Exception:
-            pass  # informational only
+        if export_all:
+            reply["graph"], reply["export_error"] = export(model, EXPORT_BATCH)
+        if reply["export_error"] is None:
+            reply["latency_graph"] = export(model, LATENCY_BATCH)[0]  # only timed: none, no latency
     finally:
         model.to(device)
     return reply
@@ -172,7 +186,7 @@ def teacher_task(worker, request: dict) -> dict:
     if cached is not None:
         teacher = load_teacher(worker, cached, request["seed"], device)
         worker.models[TEACHER] = teacher
-        return {"cached": True, **describe(teacher, device, export=False)}
+        return {"cached": True, **describe(teacher, device, export_all=False)}
     need = missing(worker, request)
     if need:
         return {"need": need}
@@ -182,9 +196,12 @@ def teacher_task(worker, request: dict) -> dict:
     teacher = function(worker, "models", "Teacher")()
     require_module(teacher, "Teacher")
     teacher.to(device)
+    batches = loader(worker, request, "teacher", 0)
     start = time.perf_counter()
-    losses = function(worker, "train", "train_model")(teacher, loader(worker, request, "teacher", 0),
-                                                      epochs=plan["epochs"], lr=plan["lr"])
+    try:
+        losses = function(worker, "train", "train_model")(teacher, batches, epochs=plan["epochs"], lr=plan["lr"])
+    finally:
+        batches.close()
     seconds = time.perf_counter() - start
     worker.models[TEACHER] = teacher
     state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in teacher.state_dict().items()}
@@ -209,10 +226,13 @@ def distil_task(worker, request: dict) -> dict:
         return {"need": need}
     plan, device = request["schedule"], request.get("device", "cpu")
     model = student(worker, request)
+    batches = loader(worker, request, "distil", 1)
     start = time.perf_counter()
-    losses = function(worker, "train", "distill")(model, worker.models[TEACHER], loader(worker, request, "distil", 1),
-                                                  epochs=plan["epochs"], T=plan["T"], alpha=plan["alpha"],
-                                                  lr=plan["lr"])
+    try:
+        losses = function(worker, "train", "distill")(model, worker.models[TEACHER], batches, epochs=plan["epochs"],
+                                                      T=plan["T"], alpha=plan["alpha"], lr=plan["lr"])
+    finally:
+        batches.close()
     seconds = time.perf_counter() - start
     return {"losses": losses_of(losses), "seconds": seconds, **describe(model, device)}
 
@@ -226,8 +246,11 @@ def hard_task(worker, request: dict) -> dict:
         return {"need": need}
     plan, device = request["schedule"], request.get("device", "cpu")
     model = student(worker, request)
+    batches = loader(worker, request, "hard labels", 1)
     start = time.perf_counter()
-    losses = function(worker, "train", "train_model")(model, loader(worker, request, "hard labels", 1),
-                                                      epochs=plan["epochs"], lr=plan["lr"])
+    try:
+        losses = function(worker, "train", "train_model")(model, batches, epochs=plan["epochs"], lr=plan["lr"])
+    finally:
+        batches.close()
     seconds = time.perf_counter() - start
     return {"losses": losses_of(losses), "seconds": seconds, **describe(model, device)}

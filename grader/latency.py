@@ -1,0 +1,132 @@
+"""CPU latency of the comparison's models, measured so that the figures compare, and said honestly.
+
+One method for every model and every command (`learnkd check all` on the graphs the judge runs,
+`learnkd reference` / `report` on the trained modules):
+
+- one torch thread (``THREADS``), the same for every model: the cost of one request on one core, and no
+  OpenMP threads fighting each other or other processes on a busy machine;
+- the same input for every model (a fixed random batch), a warm-up of ``WARMUP_CALLS`` calls each;
+- the models interleaved: each round times one call of every model, in an order that rotates from round to
+  round, so a burst of load elsewhere on the machine falls on every model alike rather than on whichever was
+  measured last; rounds go on until ``BUDGET_S`` is spent (between ``MIN_ROUNDS`` and ``MAX_ROUNDS``);
+- the median of the calls, and their spread, the interquartile range (IQR: the middle half of the calls);
+- a figure whose IQR is wider than ``NOISY_SPREAD`` of its median is not trusted: it is shown as "noisy"
+  (a busy machine: other processes took the core in the middle of the calls), not as a number.
+
+benchmarks/bench_latency.py runs the comparison 10 times, quiet and with two busy processes beside it, and
+counts how often the figures stay within the spread they claim.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+THREADS = 1
+BATCHES = (1, 1000)  # one image (an app, a web request) and a large batch (offline scoring)
+WARMUP_CALLS = 3
+MIN_ROUNDS, MAX_ROUNDS = 15, 400
+BUDGET_S = {1: 1.0, 1000: 2.5}  # seconds of timed calls per batch size, all models together
+# Relative spread above which a median is not shown: the IQR wider than this share of the median. Quiet, the
+# calls of one run spread by 2-15% (benchmarks/bench_latency.py); with two busy processes on a 2-core
+# machine, 1-image calls of 0.1-0.5 ms spread by 30% up to several times the median, when the core is taken
+# away in the middle of a call.
+NOISY_SPREAD = 0.5
+NOISY = "noisy"
+
+
+@dataclass
+class Latency:
+    """One model's time per call at one batch size, in ms: the median, the quartiles, how many calls."""
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    calls: int
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @property
+    def noisy(self) -> bool:
+        return noisy(self.median_ms, self.iqr_ms)
+
+    def text(self, digits: int = 2) -> str:
+        """'0.25 ± 0.01 ms' (the median ± half the IQR), or 'noisy'."""
+        return spread_text(self.median_ms, self.iqr_ms, digits)
+
+
+def noisy(median_ms: float, iqr_ms: float) -> bool:
+    return not (median_ms > 0) or iqr_ms > NOISY_SPREAD * median_ms
+
+
+def spread_text(median_ms: float, iqr_ms: float | None, digits: int = 2, unit: str = " ms") -> str:
+    """A median and its spread as the tables print them: 'median ± IQR/2' with the unit, or 'noisy'."""
+    if iqr_ms is None:
+        return f"{median_ms:.{digits}f}{unit}"
+    if noisy(median_ms, iqr_ms):
+        return NOISY
+    return f"{median_ms:.{digits}f} ± {iqr_ms / 2:.{digits}f}{unit}"
+
+
+def summarise(times_s: list[float]) -> Latency:
+    """The median and quartiles of call times given in seconds, in ms."""
+    ms = sorted(t * 1000 for t in times_s)
+    if len(ms) < 2:
+        return Latency(ms[0], ms[0], ms[0], len(ms))
+    q1, median, q3 = statistics.quantiles(ms, n=4, method="inclusive")
+    return Latency(median, q1, q3, len(ms))
+
+
+def measure(models: dict[str, dict[int, Callable]], batches=BATCHES, budget_s: dict[int, float] | None = None,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[int, Latency]]:
+    """Latency of each model at each batch size, the models interleaved, on ``THREADS`` thread(s).
+
+    ``models``: name -> batch size -> a function that runs the model on one batch of that size (a model
+    without one at a batch size is not measured there). Returns name -> batch size -> Latency.
+    """
+    budget_s = {**BUDGET_S, **(budget_s or {})}
+    result: dict[str, dict[int, Latency]] = {name: {} for name in models}
+    threads, enabled = torch.get_num_threads(), gc.isenabled()
+    torch.set_num_threads(THREADS)
+    gc.disable()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                runs = {name: fns[batch] for name, fns in models.items() if fns.get(batch) is not None}
+                if not runs:
+                    continue
+                x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(batch))
+                for fn in runs.values():
+                    for _ in range(WARMUP_CALLS):
+                        fn(x)
+                times = interleaved(runs, x, budget_s.get(batch, 1.0), clock)
+                for name, samples in times.items():
+                    result[name][batch] = summarise(samples)
+    finally:
+        torch.set_num_threads(threads)
+        if enabled:
+            gc.enable()
+    return result
+
+
+def interleaved(runs: dict[str, Callable], x, budget_s: float, clock) -> dict[str, list[float]]:
+    """Rounds of one timed call of every model, the order rotating; until the budget is spent."""
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    spent, rounds = 0.0, 0
+    while rounds < MIN_ROUNDS or (spent < budget_s and rounds < MAX_ROUNDS):
+        for i in range(len(names)):
+            name = names[(rounds + i) % len(names)]
+            start = clock()
+            runs[name](x)
+            elapsed = clock() - start
+            times[name].append(elapsed)
+            spent += elapsed
+        rounds += 1
+    return times
