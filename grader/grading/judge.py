@@ -197,6 +197,8 @@ def main(argv: list[str]) -> int:
     with open(request_file) as f:
         request = GradingRequest(**json.load(f))
     progress_stream = os.fdopen(os.dup(2), "w")  # pytest captures fd 2 during checks; this copy is not
+    if "all" in request.topics:  # `check all`: say something before PyTorch loads
+        progress("starting the grader: PyTorch loads here and in the sandbox (seconds)")
     channel = Writer(config.pop("fd"), bytes.fromhex(config.pop("key")))
     # The worker starts first: Python and torch load in the sandbox while the judge loads its own.
     settings = Settings(memory_mb=config.get("memory_mb") or None, output_mb=config.get("output_mb"),
@@ -212,7 +214,9 @@ def main(argv: list[str]) -> int:
     remote = Remote(process, request.check_timeout)
     collector = Collector(channel, request.display or request.path, request.check_timeout)
     try:
-        code = pytest.main(pytest_args(request, request_file), plugins=[collector])
+        from .phases import Phases  # a line per topic, and on a terminal a bar: never silent for long
+
+        code = pytest.main(pytest_args(request, request_file), plugins=[collector, Phases(progress_stream, not quiet)])
     finally:
         process.stop()
     if code in (0, 1, 5) or (code == 2 and not collector.collect_errors):
