@@ -33,7 +33,30 @@ def single_thread():
 
 
 class CheckFailed(AssertionError):
-    """A check's verdict, in one message for the learner."""
+    """A check's verdict, in one message for the learner; ``frames``: the learner's lines it points at
+    (as the worker gives them: file, line, function, source line), shown under the message."""
+
+    def __init__(self, message: str = "", frames: list[dict] | None = None):
+        super().__init__(message)
+        self.frames = list(frames or [])
+
+
+def learner_line(submission, module: str, name: str, targets: list[str]) -> list[dict]:
+    """The learner's line in ``module.name`` behind a value mistake (the worker's task source.find, whose
+    docstring lists the targets), as frames for ``CheckFailed``; [] when it cannot be found. For messages
+    only: nothing is judged on it."""
+    if not targets or submission is None:
+        return []
+    try:
+        reply = submission.ask({"op": "source.find", "module": module, "name": name, "targets": list(targets)})
+    except Exception:  # the line is a courtesy: a worker that cannot say leaves the message as it is
+        return []
+    frames = reply.get("frames") if isinstance(reply, dict) else None
+    if not isinstance(frames, list):
+        return []
+    return [{"file": str(f.get("file"))[:100], "line": f.get("line"), "name": str(f.get("name"))[:100],
+             "text": str(f.get("text") or "")[:300]}
+            for f in frames[:3] if isinstance(f, dict) and type(f.get("line")) is int]
 
 
 def expect(condition: bool, message: str) -> None:
@@ -76,13 +99,28 @@ def expect_tensor(value, what: str, shape: tuple | None = None) -> Tensor:
     if shape is not None:
         expect(tuple(value.shape) == tuple(shape),
                f"{what} should return a tensor of shape {tuple(shape)}, but returned one of shape {tuple(value.shape)}.")
-    bad = ~torch.isfinite(value.detach())
-    if bad.any():
-        kind = "NaN" if torch.isnan(value.detach()).any() else "infinity"
-        where = tuple(bad.nonzero()[0].tolist())
-        raise CheckFailed(f"{what} returned {kind} (first at index {where} of a tensor of shape "
-                          f"{tuple(value.shape)}). Look for exp() of large numbers or log() of 0.")
+    problem = not_finite(value, what)
+    if problem:
+        raise CheckFailed(problem)
     return value
+
+
+def not_finite(value: Tensor, what: str) -> str | None:
+    """None when every value of the tensor is finite; else the sentence that says where it is not."""
+    bad = ~torch.isfinite(value.detach())
+    if not bad.any():
+        return None
+    first = value.detach()[bad][0].item()
+    kind = "NaN (not a number)" if math.isnan(first) else ("infinity" if first > 0 else "minus infinity")
+    hint = " Look for exp() of large numbers, or log() of 0 or of a negative number."
+    if value.ndim == 0:
+        return f"{what} returned {kind} instead of a finite number.{hint}"
+    where = tuple(bad.nonzero()[0].tolist())
+    count = int(bad.sum())
+    if count == 1:
+        return f"{what} returned a tensor of shape {tuple(value.shape)} with {kind} at index {where}.{hint}"
+    return (f"{what} returned a tensor of shape {tuple(value.shape)} with {count} of its {value.numel()} values not "
+            f"finite, the first {kind} at index {where}.{hint}")
 
 
 def difference(got: Tensor, want: Tensor, rtol: float = RTOL, atol: float = ATOL) -> str | None:

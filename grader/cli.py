@@ -63,29 +63,75 @@ def progress_bar(progress) -> str:
     done = sum(progress.status(n) == "done" for n in names)
     width = 16
     filled = round(width * done / len(names))
-    return f"progress  {marks}   [{'#' * filled}{'.' * (width - filled)}] {done}/{len(names)}"
+    of = f" of {progress.notebook}" if getattr(progress, "notebook", None) else ""
+    return f"progress{of}  {marks}   [{'#' * filled}{'.' * (width - filled)}] {done}/{len(names)}"
 
 
-def print_topic(topic, verbose: bool) -> None:
+LABEL_WIDTH = len("end to end") + 1  # the widest label, and a space before the mark
+# A sentence of a message that is this long and already said above is not said again, but referred to.
+REPEATED_SENTENCE = 60
+
+
+class Explained:
+    """The long sentences already printed in one command's output: a message that repeats them refers to
+    them instead ("Same cause as above: the soft term is missing its T**2 factor.")."""
+
+    SENTENCE_END = re.compile(r"(?<=[.?!])(?<!e\.g\.)(?<!i\.e\.)(?<! al\.)(?<!vs\.)\s+(?=[A-Za-z(`])")
+
+    def __init__(self):
+        self.said: set[str] = set()
+
+    @staticmethod
+    def gist(sentence: str) -> str:
+        """The sentence's first clause (up to a colon), lower-cased where it starts with an ordinary word."""
+        head = sentence.split(": ", 1)[0].rstrip(".")
+        if len(head) > 120:
+            head = head[:117].rsplit(" ", 1)[0] + "..."
+        word = head.split(" ", 1)[0]
+        if len(word) > 1 and word[0].isupper() and word[1:].isalpha() and word[1:].islower():
+            head = head[0].lower() + head[1:]
+        return head
+
+    def shorten(self, message: str) -> str:
+        """``message`` with each run of long sentences said before replaced by one reference to them."""
+        sentences = self.SENTENCE_END.split(message)
+        out, run = [], []
+        for sentence in sentences + [None]:
+            if sentence is not None and len(sentence) >= REPEATED_SENTENCE and sentence in self.said:
+                run.append(sentence)
+                continue
+            if run:
+                out.append(f"Same cause as above: {self.gist(run[0])}.")
+                run = []
+            if sentence is not None:
+                out.append(sentence)
+        self.said.update(s for s in sentences if len(s) >= REPEATED_SENTENCE)
+        return " ".join(out)
+
+
+def print_topic(topic, verbose: bool, explained: Explained | None = None) -> None:
     from .results import DONE, FAILING, NOT_STARTED
 
+    explained = explained or Explained()
     status, total = topic.status, len(topic.checks)
     color = {DONE: "green", FAILING: "red", NOT_STARTED: "yellow"}[status]
-    label = "end to end" if topic.name == ALL else topic.name
+    label = f"{'end to end' if topic.name == ALL else topic.name:<{LABEL_WIDTH}}"
     if topic.name == ALL and topic.checks and all(c.status == "skipped" for c in topic.checks):
-        click.echo(f"{label:<10}{click.style('·', fg='yellow')}  skipped: {topic.checks[0].message}")
+        click.echo(f"{label}{click.style('·', fg='yellow')}  skipped: {topic.checks[0].message}")
         return
     if status == NOT_STARTED:
         first = next((c for c in topic.checks if c.not_started), None)
         reason = first.message.removeprefix("not started: ").removeprefix(f"{topic.name}: ") if first else "no check ran"
-        click.echo(f"{label:<10}{click.style('·', fg=color)}  not started: {reason}")
+        click.echo(f"{label}{click.style('·', fg=color)}  not started: {reason}")
         return
-    click.echo(f"{label:<10}{click.style(MARK[status], fg=color)}  {topic.passed}/{total} checks")
+    click.echo(f"{label}{click.style(MARK[status], fg=color)}  {topic.passed}/{total} checks")
     shown = set()
     for check in topic.checks:
         if check.passed:
-            if verbose:
-                click.echo(f"  {click.style('✓', fg='green')} {check.name}  ({check.duration:.2f} s)")
+            # a check's report goes under its own line, never under another check's
+            if verbose or check.output:
+                timing = f"  ({check.duration:.2f} s)" if verbose else ""
+                click.echo(f"  {click.style('✓', fg='green')} {check.name}{timing}")
             if check.output:
                 click.echo(check.output)
             continue
@@ -98,7 +144,7 @@ def print_topic(topic, verbose: bool) -> None:
         shown.add(key)
         same = sum(c.message == key for c in topic.failed)
         more = f"  ({same} checks)" if same > 1 and not verbose else ""
-        click.echo(f"  {click.style('✗', fg='red')} {check.name}: {check.message}{more}")
+        click.echo(f"  {click.style('✗', fg='red')} {check.name}: {explained.shorten(check.message)}{more}")
         for frame in check.frames[-3:] if not verbose else check.frames:
             click.echo(f"      at {frame}")
         if check.output:
@@ -136,7 +182,7 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
     if notebook and (path or solutions):
         raise UserError("--notebook, --path and --solutions each name what to grade: give one of them.")
     folder = None if notebook else submission_folder(path, solutions)
-    progress = None if solutions else Progress(project_of(folder) if folder else notebook.resolve().parent)
+    progress = None if solutions else Progress.of_notebook(notebook) if notebook else Progress(project_of(folder))
     if topic is None:
         topic = (progress.next_topic() if progress else None) or ALL
         click.echo(f"grading the next topic not done: {topic}" if topic != ALL else
@@ -166,8 +212,9 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
         lab.locate_results(grading.results)  # file:line of the written files -> notebook cells
     selected = topic_names() + [ALL] if topic == ALL else [topic]
     results = by_topic(grading.results, selected)
+    explained = Explained()
     for result in results:
-        print_topic(result, verbose)
+        print_topic(result, verbose, explained)
     if grading.crash:
         click.echo(click.style(f"note: {grading.crash}", fg="red"))
     if progress:

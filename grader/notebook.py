@@ -120,10 +120,11 @@ def exercise_imports() -> list[str]:
 
 @dataclass
 class Cell:
-    number: int  # 1-based, counting every cell of the notebook, markdown ones too
+    number: int  # 1-based among the cells of its kind: code cells are counted alone, as a learner counts them
     kind: str
     source: str
     tags: list[str]
+    index: int = 0  # 1-based among every cell of the notebook, markdown ones too (the file's order)
 
     def defined_names(self) -> list[str]:
         """The top-level names this code cell defines (read off its lines when it does not parse)."""
@@ -135,8 +136,11 @@ class Cell:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
     def label(self) -> str:
-        names = self.defined_names()
-        return f"cell {self.number} ({', '.join(names)})" if names else f"cell {self.number}"
+        """``code cell 12 (distillation_loss, tagged learnkd:loss)``: the code cells counted alone (markdown
+        cells have no number in Jupyter), with what the cell defines and its exercise tag."""
+        about = self.defined_names() + [f"tagged {t}" for t in self.tags if t.startswith(TAG_PREFIX)]
+        what = f"{self.kind} cell {self.number}"
+        return f"{what} ({', '.join(about)})" if about else what
 
 
 def _text(source) -> str:
@@ -174,12 +178,14 @@ def read_cells(path: Path) -> list[Cell]:
                             f"(or open and save it in a recent Jupyter), then check NEW.ipynb.")
     if not isinstance(data["cells"], list) or not all(isinstance(c, dict) for c in data["cells"]):
         raise NotebookError(f"{path} is damaged: its 'cells' entry is not a list of cells. {fix}")
-    cells = []
-    for number, cell in enumerate(data["cells"], start=1):
+    cells, counts = [], {}
+    for index, cell in enumerate(data["cells"], start=1):
         metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
         tags = metadata.get("tags") if isinstance(metadata.get("tags"), list) else []
-        cells.append(Cell(number, str(cell.get("cell_type")), _text(cell.get("source")),
-                          [t for t in tags if isinstance(t, str)]))
+        kind = str(cell.get("cell_type"))
+        counts[kind] = counts.get(kind, 0) + 1
+        cells.append(Cell(counts[kind], kind, _text(cell.get("source")), [t for t in tags if isinstance(t, str)],
+                          index))
     return cells
 
 
@@ -193,7 +199,7 @@ def exercise_cells(cells: list[Cell], path: Path) -> dict[str, list[Cell]]:
                 continue
             topic = t.removeprefix(TAG_PREFIX)
             if topic not in found:
-                raise NotebookError(f"{path.name} cell {cell.number} has the tag '{t}', which names no topic: "
+                raise NotebookError(f"{path.name} {cell.kind} cell {cell.number} has the tag '{t}', which names no topic: "
                                     f"the exercise tags are {', '.join(tag(n) for n in names)}. Fix the tag.")
             if cell.kind == "code":
                 found[topic].append(cell)
@@ -224,7 +230,7 @@ def structure_problems(path: Path, topic: str, cells: list[Cell], expected: list
     for name, holders in where.items():
         if len(holders) > 1:
             numbers = " and ".join(str(c.number) for c in holders)
-            problems.append(f"cells {numbers} are both tagged '{tag(topic)}' and both define {name} (a copied "
+            problems.append(f"code cells {numbers} are both tagged '{tag(topic)}' and both define {name} (a copied "
                             f"cell keeps its tag: keep your code in one of them and delete the other, or "
                             f"remove the tag from the copy)")
     return problems
@@ -232,7 +238,7 @@ def structure_problems(path: Path, topic: str, cells: list[Cell], expected: list
 
 def syntax_problem(path: Path, cell: Cell) -> str | None:
     try:
-        ast.parse(cell.source, f"cell {cell.number}")
+        ast.parse(cell.source, f"code cell {cell.number}")
     except SyntaxError as err:
         text = (err.text or "").strip()
         detail = f" in: {text}" if text else ""
@@ -265,7 +271,8 @@ class NotebookSubmission:
     blocks: dict[str, list[Block]] = field(default_factory=dict)  # file name -> its cells
 
     def where(self, filename: str, line: int | None) -> str:
-        """``learnkd-lab.ipynb cell 14 (distillation_loss), line 3`` for a line of a written file."""
+        """``learnkd-lab.ipynb code cell 12 (distillation_loss, tagged learnkd:loss), line 3`` for a line of a
+        written file."""
         name, topic = self.notebook.name, next(t.name for t in topics() if t.file == filename)
         if line is not None:
             for block in self.blocks.get(filename, []):
@@ -286,9 +293,17 @@ class NotebookSubmission:
         pattern = re.compile(rf"(?:{'|'.join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))})"
                              rf"[/\\]({files})(?::(\d+))?")
         text = pattern.sub(lambda m: self.where(m.group(1), int(m.group(2)) if m.group(2) else None), text)
-        for t in topics():  # the stubs' own message names the exercise file
-            text = text.replace(f" in exercises/{t.file} (", f" in {self.notebook.name} (")
-        return text
+        # the stubs' own message, "write soft_targets in exercises/loss.py", names the cell that holds the stub
+        stub = re.compile(rf"\bwrite (\w+) in exercises/({files})\b")
+        return stub.sub(lambda m: f"write {m.group(1)} in {self.cell_of(m.group(2), m.group(1))}", text)
+
+    def cell_of(self, filename: str, name: str) -> str:
+        """``learnkd-lab.ipynb code cell 11 (soft_targets, tagged learnkd:loss)``: the cell defining ``name``."""
+        cell = next((b.cell for b in self.blocks.get(filename, []) if name in b.cell.defined_names()), None)
+        if cell is not None:
+            return f"{self.notebook.name} {cell.label()}"
+        topic = next(t.name for t in topics() if t.file == filename)
+        return f"{self.notebook.name} (the cells tagged '{tag(topic)}')"
 
     def locate_results(self, results: list) -> list:
         """Check results with their messages and frames pointing at notebook cells."""

@@ -1,4 +1,5 @@
-"""A learner's progress, kept in ``<project>/.learnkd/progress.json`` next to their exercises.
+"""A learner's progress, kept in ``<project>/.learnkd/progress.json`` next to their exercises (a lab
+notebook's in ``.learnkd/progress-<notebook>.json`` beside it).
 
 It holds, per topic, the last grading's status and counts, and how many hints were shown. A file that
 cannot be read is set aside (``progress.json.corrupt``) with a warning and rebuilt, never fatal.
@@ -19,9 +20,20 @@ VERSION = 1
 
 
 class Progress:
-    def __init__(self, project: Path):
-        self.path = Path(project) / STATE_DIR / "progress.json"
+    def __init__(self, project: Path, name: str = "progress.json"):
+        self.path = Path(project) / STATE_DIR / name
         self.data = self._read()
+
+    @classmethod
+    def of_notebook(cls, notebook: Path) -> "Progress":
+        """The progress of a lab notebook's cells: its own file beside the exercises' one (``.learnkd/
+        progress-learnkd-lab.ipynb.json``), so that grading a notebook never shows or changes the files' state."""
+        notebook = Path(notebook).resolve()
+        progress = cls(notebook.parent, f"progress-{notebook.name}.json")
+        progress.notebook = notebook.name
+        return progress
+
+    notebook: str | None = None  # the notebook whose progress this is, if any
 
     def _empty(self) -> dict:
         return {"version": VERSION, "topics": {}, "hints": {}}

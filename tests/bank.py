@@ -7,9 +7,11 @@ must fail and words its message must contain, on lines of their own:
     check: is averaged over the batch
     says: reduction='batchmean'
 
-and, optionally, that it fails no other check (every failing check's name holds the ``check:`` words):
+and, optionally, that it fails no other check (every failing check's name holds the ``check:`` words),
+and words that check's message must not contain:
 
     only: yes
+    never says: wrong way round
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Entry:
     check: str | None = None  # substring of the name of a check it must fail
     says: str | None = None  # substring of that check's message
     only: bool = False  # it must fail no other check
+    never: str | None = None  # words the failing check's message must not hold
 
     @property
     def id(self) -> str:
@@ -57,7 +60,9 @@ def entries(kind: str) -> list[Entry]:
         check = re.search(r"^\s*check:\s*(.+?)\s*$", text, re.M)
         says = re.search(r"^\s*says:\s*(.+?)\s*$", text, re.M)
         only = re.search(r"^\s*only:\s*yes\s*$", text, re.M)
-        found.append(Entry(path.parent.name, path, check and check.group(1), says and says.group(1), bool(only)))
+        never = re.search(r"^\s*never says:\s*(.+?)\s*$", text, re.M)
+        found.append(Entry(path.parent.name, path, check and check.group(1), says and says.group(1), bool(only),
+                           never and never.group(1)))
     return found
 
 

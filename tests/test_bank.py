@@ -22,6 +22,9 @@ def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mni
     assert matching, f"{entry.id}: no failing check named like {entry.check!r}; failed: {list(failed)}"
     assert any(entry.says in msg for msg in matching.values()), (
         f"{entry.id}: the message does not say {entry.says!r}: {matching}")
+    if entry.never:
+        assert not any(entry.never in msg for msg in matching.values()), (
+            f"{entry.id}: the message says {entry.never!r}: {matching}")
     if entry.only:
         assert matching == failed, f"{entry.id}: fails other checks too: {list(set(failed) - set(matching))}"
 

@@ -286,3 +286,77 @@ def test_the_real_command_in_a_process_of_its_own(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^loss\s+✓\s+(\d+)/\1 checks", proc.stdout, re.M), proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# how results are printed (no grading: made-up results)
+
+
+def printed(*topics_, verbose: bool = False) -> str:
+    from grader.cli import Explained, print_topic
+
+    import click
+
+    @click.command()
+    def show():
+        explained = Explained()
+        for topic in topics_:
+            print_topic(topic, verbose, explained)
+    return CliRunner().invoke(show, []).output
+
+
+def result(topic: str, name: str, status: str = "failed", message: str = "", output: str = "",
+           frames: list[str] | None = None):
+    from grader.results import CheckResult
+
+    return CheckResult(id=f"{topic}::{name}", topic=topic, name=name, status=status, message=message, output=output,
+                       frames=frames or [])
+
+
+def test_the_end_to_end_label_is_followed_by_a_space():
+    from grader.results import TopicResult
+
+    out = printed(TopicResult("all", [result("all", "trains", "passed")]), TopicResult("loss", [result(
+        "loss", "x", "passed")]))
+    assert re.search(r"^end to end ✓  1/1 checks$", out, re.M), out
+    assert re.search(r"^loss\s+✓  1/1 checks$", out, re.M), out
+    first, second = out.splitlines()
+    assert first.index("✓") == second.index("✓")  # one column for every label
+
+
+def test_a_checks_report_is_printed_under_its_own_line_not_under_another_checks():
+    from grader.results import TopicResult
+
+    topic = TopicResult("train", [
+        result("train", "steps the optimizer once per batch", message="train_model never calls optimizer.step()."),
+        result("train", "trains a small CNN past a floor", "passed", output="    a small CNN: 86.6% on 500 others")])
+    lines = printed(topic).splitlines()
+    info = next(i for i, line in enumerate(lines) if "86.6%" in line)
+    assert lines[info - 1] == "  ✓ trains a small CNN past a floor", lines
+    assert not lines[info - 1].startswith("  ✗")
+
+
+def test_a_long_explanation_is_said_once_then_referred_to():
+    from grader.results import TopicResult
+
+    says = ("alpha weighs the wrong term: alpha multiplies the soft (KL) term and (1 - alpha) the hard "
+            "cross-entropy term, not the other way round.")
+    topic = TopicResult("loss", [
+        result("loss", "matches the reference", message=f"distillation_loss with T=1 gave 2.673, expected 6.97. {says}",
+               frames=["exercises/loss.py:20 in distillation_loss: return alpha * hard + (1 - alpha) * soft"]),
+        result("loss", "the gradient matches", message=f"the gradient of distillation_loss with T=1 is wrong. {says}"),
+        result("loss", "alpha=0 is the cross-entropy", message=f"distillation_loss with alpha=0 gave 4.7. {says}")])
+    out = printed(topic)
+    assert out.count(says) == 1, out
+    assert out.count("Same cause as above: alpha weighs the wrong term.") == 2, out
+    assert "the gradient of distillation_loss with T=1 is wrong. Same cause as above" in out
+    assert "at exercises/loss.py:20 in distillation_loss: return alpha * hard" in out  # the line under its message
+
+
+def test_the_same_message_for_several_checks_is_printed_once_with_their_count():
+    from grader.results import TopicResult
+
+    message = "exercises/loss.py:3: SyntaxError: invalid syntax"
+    topic = TopicResult("loss", [result("loss", f"check {i}", message=message) for i in range(3)])
+    out = printed(topic)
+    assert out.count(message) == 1 and "(3 checks)" in out and "Same cause" not in out

@@ -105,6 +105,11 @@ def put_file(notebook: Path, topic: str, text: str) -> Path:
     return notebook
 
 
+def code_cell(notebook: Path, number: int) -> dict:
+    """The notebook's code cell ``number``, counting code cells only (1-based)."""
+    return [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"][number - 1]
+
+
 def edit(notebook: Path, change) -> Path:
     nb = json.loads(notebook.read_text())
     change(nb)
@@ -123,7 +128,7 @@ def folder_with(tmp: Path, topic: str, text: str) -> Path:
     return folder
 
 
-LOCATION = re.compile(r"\S*\.py:\d+|\S+\.ipynb cell \d+ \([^)]*\), line \d+")
+LOCATION = re.compile(r"\S*\.py:\d+|\S+\.ipynb code cell \d+ \([^)]*\), line \d+")
 
 
 def without_locations(report: dict) -> list[tuple]:
@@ -192,9 +197,30 @@ def test_untouched_notebook_is_not_started_and_solutions_notebook_is_done(tmp_pa
     assert result.exit_code == EXIT_FAILED, result.output
     assert "not started" in result.output and "lab.ipynb" in result.output
     assert "exercises/loss.py" not in result.output
+    # the stub's message names the cell that holds it, counting code cells only (as Jupyter shows them)
+    found = re.search(r"not started: write soft_targets in lab\.ipynb code cell (\d+) \(soft_targets, tagged "
+                      r"learnkd:loss\)", result.output)
+    assert found, result.output
+    assert "def soft_targets(" in source(code_cell(tmp_path / "lab.ipynb", int(found.group(1))))
     result = check("loss", "--notebook", str(make_notebook(tmp_path, solutions=True)))
     assert result.exit_code == 0, result.output
-    assert "loss      ✓" in result.output
+    assert re.search(r"^loss\s+✓", result.output, re.M), result.output
+
+
+def test_the_progress_line_of_a_notebook_is_the_notebooks_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(SOLUTIONS, tmp_path / "exercises", ignore=shutil.ignore_patterns("__pycache__"))
+    files_progress = tmp_path / ".learnkd" / "progress.json"
+    files_progress.parent.mkdir()
+    files_progress.write_text(json.dumps({"version": 1, "hints": {}, "topics": {
+        name: {"status": "done", "passed": 1, "total": 1} for name in ("models", "loss", "train", "evaluate")}}))
+    before = files_progress.read_text()
+    nb_path = make_notebook(tmp_path)  # stubs: nothing done in the notebook
+    result = check("loss", "--notebook", str(nb_path))
+    assert "progress of lab.ipynb  models ·  loss ·  train ·  evaluate ·" in result.output, result.output
+    assert files_progress.read_text() == before  # the files' progress is left alone
+    result = check("--notebook", str(nb_path))  # the next topic not done is the notebook's
+    assert "grading the next topic not done: models" in result.output, result.output
 
 
 @pytest.mark.parametrize("text", [MEAN_NOT_BATCHMEAN, RAISES_ON_LABELS], ids=["mean-not-batchmean", "raises"])
@@ -213,10 +239,10 @@ def test_a_traceback_points_at_the_cell_and_its_line(tmp_path):
     nb_path = put_file(make_notebook(tmp_path, solutions=True), "loss", RAISES_ON_LABELS)
     result = check("loss", "--notebook", str(nb_path), "-v")
     assert result.exit_code == EXIT_FAILED
-    found = re.search(r"at sol\.ipynb cell (\d+) \(distillation_loss\), line (\d+) in distillation_loss: (.+)",
-                      result.output)
+    found = re.search(r"at sol\.ipynb code cell (\d+) \(distillation_loss, tagged learnkd:loss\), line (\d+) in "
+                      r"distillation_loss: (.+)", result.output)
     assert found, result.output
-    cell = json.loads(nb_path.read_text())["cells"][int(found.group(1)) - 1]
+    cell = code_cell(nb_path, int(found.group(1)))
     line = source(cell).splitlines()[int(found.group(2)) - 1]
     assert line.strip() == found.group(3).strip() == "labels = labels.squeeze(1)"
 
@@ -259,7 +285,8 @@ def test_a_syntax_error_in_another_topic_does_not_stop_grading(tmp_path):
     assert check("loss", "--notebook", str(nb_path)).exit_code == 0
     result = check("evaluate", "--notebook", str(nb_path))
     assert result.exit_code == EXIT_USAGE
-    assert re.search(r"cell \d+ \(evaluate\), line \d+: SyntaxError", result.output), result.output
+    assert re.search(r"code cell \d+ \(evaluate, tagged learnkd:evaluate\), line \d+: SyntaxError", result.output), \
+        result.output
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -324,9 +351,10 @@ def test_a_bad_notebook_is_a_one_paragraph_usage_error(change, says, tmp_path):
 def test_a_syntax_error_names_its_cell_and_line(tmp_path):
     nb_path = edit(make_notebook(tmp_path, solutions=True), _syntax_error)
     result = check("loss", "--notebook", str(nb_path))
-    found = re.search(r"sol\.ipynb cell (\d+) \(distillation_loss\), line (\d+): SyntaxError", result.output)
+    found = re.search(r"sol\.ipynb code cell (\d+) \(distillation_loss, tagged learnkd:loss\), line (\d+): "
+                      r"SyntaxError", result.output)
     assert result.exit_code == EXIT_USAGE and found, result.output
-    cell = json.loads(nb_path.read_text())["cells"][int(found.group(1)) - 1]
+    cell = code_cell(nb_path, int(found.group(1)))
     assert "hard = = F.cross_entropy" in source(cell).splitlines()[int(found.group(2)) - 1]
 
 

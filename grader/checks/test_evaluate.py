@@ -16,8 +16,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from grader.checking import CheckFailed, describe_type, difference, expect, fmt
-from grader.diagnose.evaluate import EVAL_MODE, NO_GRAD, PARTIAL, exact_fraction, recognise_evaluate, run_remote
+from grader.checking import CheckFailed, describe_type, difference, expect, fmt, learner_line
+from grader.diagnose.evaluate import (EVAL_MODE, NO_GRAD, PARTIAL, exact_fraction, recognise_evaluate, run_remote,
+                                      where)
 from grader.grading.remote import LearnerError
 from grader.worker.wire import Opaque
 
@@ -37,40 +38,54 @@ def run(submission, reference, dropout: float = 0.0) -> dict:
         # argmax over the batch fails on a partial batch (shapes (10,) and (6,)); on full batches of 10 it runs
         mistake = recognise_evaluate(fn, reference.evaluate.evaluate) if err.type == "RuntimeError" else None
         if mistake:
-            raise CheckFailed(f"evaluate raised {err.type}: {err.message.splitlines()[0] if err.message else ''} "
-                              f"on a data set of {sum(s for s, _ in PARTIAL)} examples in batches of "
-                              f"{PARTIAL[0][0]}. {mistake.says}") from err
+            raise CheckFailed(f"{raised(err)} {mistake.says}") from err
         raise
 
 
-def explain(submission, reference, got, want: float) -> str:
-    """The message for a wrong result: the recognised mistake, or exactly how the numbers differ."""
+def raised(err: LearnerError) -> str:
+    """"evaluate, on a data set of 70 examples in batches of 32, raised RuntimeError: <its message>." """
+    lines = [line.strip() for line in (err.message or "").strip().splitlines() if line.strip()]
+    error = f"{err.type}: {lines[0][:500]}" if lines else f"{err.type} (with no message)"
+    end = "" if error.endswith((".", "?", "!")) else "."
+    return (f"evaluate, on a data set of {sum(s for s, _ in PARTIAL)} examples in batches of {PARTIAL[0][0]} (the "
+            f"last one holds {PARTIAL[-1][0]}), raised {error}{end}")
+
+
+def failed(submission, message: str, targets: list[str]) -> CheckFailed:
+    """The verdict, pointing at the line of the learner's evaluate that ``targets`` find (source.find)."""
+    return CheckFailed(message, learner_line(submission, "evaluate", "evaluate", targets))
+
+
+def explain(submission, reference, got, want: float) -> CheckFailed:
+    """The verdict on a wrong result: the recognised mistake, or exactly how the numbers differ."""
     mistake = recognise_evaluate(submission.evaluate.evaluate, reference.evaluate.evaluate)
     data = (f"on {sum(s for s, _ in PARTIAL)} examples in batches of {PARTIAL[0][0]} (the last one holds "
             f"{PARTIAL[-1][0]}), of which the model gets {sum(n for _, n in PARTIAL)} right")
     if mistake:
-        return f"evaluate returned {fmt(got)} {data}: expected {want:.6g}. {mistake.says}"
+        return failed(submission, f"evaluate returned {fmt(got)} {data}: expected {want:.6g}. {mistake.says}",
+                      where(mistake))
     if isinstance(got, float) and math.isnan(got):
-        return (f"evaluate returned NaN {data}: expected {want:.6g}. A fraction of examples is never NaN: is a "
-                "division 0 / 0 somewhere (an empty count, or a total that stays 0)?")
+        return failed(submission, f"evaluate returned NaN {data}: expected {want:.6g}. A fraction of examples is "
+                      "never NaN: is a division 0 / 0 somewhere (an empty count, or a total that stays 0)?",
+                      where(None))
     diff = difference(torch.tensor(float(got)), torch.tensor(want), rtol=0.0, atol=EXACT)
-    return (f"evaluate {data}: {diff}. It matches none of the common mistakes: count the correct predictions "
-            "over all batches and divide by the number of examples.")
+    return failed(submission, f"evaluate {data}: {diff}. It matches none of the common mistakes: count the correct "
+                  "predictions over all batches and divide by the number of examples.", where(None))
 
 
 def test_returns_a_float_between_0_and_1(submission, reference):
     """returns a Python float between 0 and 1"""
     got = run(submission, reference)["value"]
     if isinstance(got, Tensor):
-        raise CheckFailed(f"evaluate should return a Python float, but returned {describe_type(got)} ({fmt(got)}): "
-                          "turn tensors into Python numbers with .item(), e.g. "
-                          "correct += (predicted == y).sum().item().")
+        raise failed(submission, f"evaluate should return a Python float, but returned {describe_type(got)} "
+                     f"({fmt(got)}): turn tensors into Python numbers with .item(), e.g. "
+                     "correct += (predicted == y).sum().item().", ["return"])
     if isinstance(got, numbers.Integral):
-        raise CheckFailed(explain(submission, reference, got, exact_fraction()))
+        raise explain(submission, reference, got, exact_fraction())
     expect(isinstance(got, float), f"evaluate should return a Python float, but returned {describe_type(got)}"
            + (f" ({got.text}): convert it with float(...)." if isinstance(got, Opaque) else "."))
     if not 0.0 <= got <= 1.0:
-        raise CheckFailed(explain(submission, reference, got, exact_fraction()))
+        raise explain(submission, reference, got, exact_fraction())
 
 
 def test_is_the_fraction_of_all_examples(submission, reference):
@@ -84,7 +99,7 @@ def test_is_the_fraction_of_all_examples(submission, reference):
            f"evaluate should return a Python float, but returned {describe_type(got)}.")
     want = exact_fraction()
     if not abs(got - want) <= EXACT:  # NaN is never right
-        raise CheckFailed(explain(submission, reference, got, want))
+        raise explain(submission, reference, got, want)
 
 
 def test_puts_the_model_in_eval_mode(submission, reference):
@@ -92,18 +107,20 @@ def test_puts_the_model_in_eval_mode(submission, reference):
     plain = run(submission, reference)
     with_dropout = run(submission, reference, dropout=DROPOUT)
     expect(with_dropout["calls"], "evaluate never ran the model: call model(x) on each batch of the loader.")
-    expect(not any(training for training, _ in with_dropout["calls"]), EVAL_MODE)
+    if any(training for training, _ in with_dropout["calls"]):
+        raise failed(submission, EVAL_MODE, where("eval mode"))
     # What the judge measures itself: with dropout on, the accuracy would not be the exact fraction.
     want = exact_fraction()
-    if _close(plain["value"], want):
-        expect(_close(with_dropout["value"], want), EVAL_MODE)
+    if _close(plain["value"], want) and not _close(with_dropout["value"], want):
+        raise failed(submission, EVAL_MODE, where("eval mode"))
 
 
 def test_builds_no_autograd_graph(submission, reference):
     """builds no autograd graph (runs under torch.no_grad)"""
     calls = run(submission, reference)["calls"]
     expect(calls, "evaluate never ran the model: call model(x) on each batch of the loader.")
-    expect(not any(grad for _, grad in calls), NO_GRAD)
+    if any(grad for _, grad in calls):
+        raise failed(submission, NO_GRAD, where("no grad"))
 
 
 def _close(value, want: float) -> bool:

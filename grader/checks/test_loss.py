@@ -15,12 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grader.checking import CheckFailed, describe_type, difference, expect, expect_tensor, fmt, ratio
+from grader.checking import (CheckFailed, describe_type, difference, expect, expect_tensor, fmt, learner_line,
+                             not_finite, ratio)
 from grader.grading.remote import LearnerError
 from grader.worker.wire import Opaque
 from grader.diagnose import probe, same
-from grader.diagnose.loss import (IN_PLACE, OVERFLOW, RETURNED_FLOAT, RETURNED_VECTOR, SOFT_OVERFLOW, loss_probes,
-                                  recognise_loss, recognise_soft_targets, value_and_gradient)
+from grader.diagnose.loss import (IN_PLACE, OVERFLOW, RETURNED_FLOAT, RETURNED_VECTOR, RETURNED_WHERE, SOFT_OVERFLOW,
+                                  loss_probes, recognise_loss, recognise_soft_targets, shown_at, value_and_gradient,
+                                  where)
 
 pytestmark = [pytest.mark.loss, pytest.mark.usefixtures("one_thread")]
 
@@ -53,15 +55,23 @@ def setting(batch: int, T: float, alpha: float) -> str:
     return f"T={T:g}, alpha={alpha:g} and a batch of {batch}"
 
 
-def scalar_loss(value, batch: int | None = None) -> Tensor:
+def failed(fn, message: str, targets: list[str]) -> CheckFailed:
+    """The verdict on the learner's function ``fn``, pointing at its line that ``targets`` find (source.find)."""
+    remote, module, name = (getattr(fn, a, None) for a in ("remote", "module", "name"))
+    return CheckFailed(message, learner_line(remote, module, name, targets) if remote is not None else [])
+
+
+def scalar_loss(value, batch: int | None = None, fn=None) -> Tensor:
     """The learner's loss, checked to be a finite scalar tensor, with the common wrong types named."""
     if isinstance(value, numbers.Number) or (isinstance(value, Opaque) and value.number is not None):
-        raise CheckFailed("distillation_loss should return a scalar tensor, but "
-                          + RETURNED_FLOAT.format(what=describe(value)))
+        raise failed(fn, "distillation_loss should return a scalar tensor, but "
+                     + RETURNED_FLOAT.format(what=describe(value)), RETURNED_WHERE["float"])
+    if isinstance(value, Tensor) and value.is_floating_point() and not_finite(value, "distillation_loss"):
+        raise failed(fn, not_finite(value, "distillation_loss"), RETURNED_WHERE["overflow"])
     expect_tensor(value, "distillation_loss")
     if value.ndim == 1 and (value.numel() > 1 or value.numel() == batch):
-        raise CheckFailed("distillation_loss should return a scalar tensor, but "
-                          + RETURNED_VECTOR.format(shape=tuple(value.shape)))
+        raise failed(fn, "distillation_loss should return a scalar tensor, but "
+                     + RETURNED_VECTOR.format(shape=tuple(value.shape)), RETURNED_WHERE["vector"])
     return expect_tensor(value, "distillation_loss", ())
 
 
@@ -85,16 +95,19 @@ def describe(value) -> str:
 
 def run_loss(fn, s, t, y, **kwargs) -> Tensor:
     """``fn`` on copies of the inputs (a learner's in-place edit must not leak into the next call)."""
-    return scalar_loss(fn(s.clone(), t.clone(), y.clone(), **kwargs), batch=len(s))
+    return scalar_loss(fn(s.clone(), t.clone(), y.clone(), **kwargs), batch=len(s), fn=fn)
 
 
-def wrong_loss(fn, reference, where: str, got: Tensor, want: Tensor, expected: str = "", note: str = "") -> str:
-    """The message for a wrong loss value: the recognised mistake, or exactly how the numbers differ."""
-    mistake = recognise_loss(fn, reference)
+def wrong_loss(fn, reference, setting_: str, got: Tensor, want: Tensor, expected: str = "", note: str = "",
+               case=None) -> CheckFailed:
+    """The verdict on a wrong loss value: the recognised mistake (the part of it that shows on ``case``, the
+    probe of the wrong setting), or exactly how the numbers differ; at the learner's line it comes from."""
+    mistake = shown_at(recognise_loss(fn, reference), reference, case)
     if mistake:
-        return f"distillation_loss with {where} gave {fmt(got)}, expected {expected}{fmt(want)}{note}. {mistake.says}"
-    return (f"distillation_loss with {where}{note}: {difference(got, want)}. It matches none of the common "
-            "mistakes: compare your code term by term with the formula in its docstring.")
+        return failed(fn, f"distillation_loss with {setting_} gave {fmt(got)}, expected {expected}{fmt(want)}{note}. "
+                      f"{mistake.says}", where(mistake))
+    return failed(fn, f"distillation_loss with {setting_}{note}: {difference(got, want)}. It matches none of the "
+                  "common mistakes: compare your code term by term with the formula in its docstring.", where(None))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -116,9 +129,9 @@ def test_soft_targets_is_the_softmax_at_temperature_T(submission, reference):
             continue
         mistake = recognise_soft_targets(fn, ref)
         if mistake:
-            raise CheckFailed(f"soft_targets(logits, T={T:g}) is wrong. {mistake.says}")
+            raise failed(fn, f"soft_targets(logits, T={T:g}) is wrong. {mistake.says}", where(mistake))
         extra = " At T=1 it should be exactly F.softmax(logits, dim=-1)." if T == 1.0 else ""
-        raise CheckFailed(f"soft_targets(logits, T={T:g}): {diff}.{extra}")
+        raise failed(fn, f"soft_targets(logits, T={T:g}): {diff}.{extra}", ["call:softmax", "return"])
 
 
 def test_soft_targets_rows_sum_to_one_and_flatten_as_T_grows(submission, reference):
@@ -132,14 +145,16 @@ def test_soft_targets_rows_sum_to_one_and_flatten_as_T_grows(submission, referen
         if not torch.allclose(sums, torch.ones_like(sums), atol=ROW_SUM_ATOL):
             mistake = recognise_soft_targets(fn, reference.loss.soft_targets)
             row = int((sums - 1).abs().argmax())
-            raise CheckFailed(f"soft_targets(logits, T={T:g}): row {row} sums to {sums[row].item():.6g}, not 1. "
-                              + (mistake.says if mistake else "Take the softmax along the class dimension (dim=-1)."))
+            raise failed(fn, f"soft_targets(logits, T={T:g}): row {row} sums to {sums[row].item():.6g}, not 1. "
+                         + (mistake.says if mistake else "Take the softmax along the class dimension (dim=-1)."),
+                         where(mistake) if mistake else ["call:softmax", "call:sum", "return"])
         top = p.detach().max(dim=-1).values  # (B,) the largest probability of each row
         if previous is not None and (top > previous[1] + ROW_SUM_ATOL).any():
             row = int((top - previous[1]).argmax())
-            raise CheckFailed(f"soft_targets should flatten as T grows, but row {row}'s largest probability rose "
-                              f"from {previous[1][row].item():.4g} at T={previous[0]:g} to {top[row].item():.4g} at "
-                              f"T={T:g}. Divide the logits by T (not multiply) before the softmax.")
+            raise failed(fn, f"soft_targets should flatten as T grows, but row {row}'s largest probability rose "
+                         f"from {previous[1][row].item():.4g} at T={previous[0]:g} to {top[row].item():.4g} at "
+                         f"T={T:g}. Divide the logits by T (not multiply) before the softmax.",
+                         ["call:softmax", "uses:T", "return"])
         previous = (T, top)
 
 
@@ -150,14 +165,15 @@ def test_soft_targets_is_finite_for_confident_logits(submission, reference):
     got = fn(x.clone(), T=1.0)
     if isinstance(got, Tensor) and got.is_floating_point() and not torch.isfinite(got.detach()).all():
         kind = "NaN" if torch.isnan(got.detach()).any() else "inf"
-        raise CheckFailed(f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g}: "
-                          + SOFT_OVERFLOW.format(kind=kind))
+        raise failed(fn, f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g}: "
+                     + SOFT_OVERFLOW.format(kind=kind), ["call:exp", "call:softmax", "return"])
     got = expect_tensor(got, "soft_targets(logits, T=1)", tuple(x.shape))
     diff = difference(got, reference.loss.soft_targets(x, T=1.0))
     if diff is not None:
         mistake = recognise_soft_targets(fn, reference.loss.soft_targets)
-        raise CheckFailed(f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g} is wrong. {mistake.says}"
-                          if mistake else f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g}: {diff}.")
+        raise failed(fn, f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g} is wrong. {mistake.says}"
+                     if mistake else f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g}: {diff}.",
+                     where(mistake) if mistake else ["call:exp", "call:softmax", "return"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,17 +183,21 @@ def test_soft_targets_is_finite_for_confident_logits(submission, reference):
 def test_returns_a_scalar_tensor_that_back_propagates(submission):
     """distillation_loss returns a scalar tensor that back-propagates to the student's logits"""
     s, t, y = logits()
+    fn = submission.loss.distillation_loss
     with in_place_refused():
-        reply = submission.loss.distillation_loss.call(s, t, y, T=4.0, alpha=0.7, grad_of=0)
-    scalar_loss(reply.get("value"), batch=len(s))
-    expect(reply.get("requires_grad") is True, "distillation_loss returned a tensor that is not connected to "
-           "student_logits, so loss.backward() cannot train the student: do not .detach() the student's logits, do "
-           "not compute the loss inside torch.no_grad(), and do not rebuild it with torch.tensor(...).")
+        reply = fn.call(s, t, y, T=4.0, alpha=0.7, grad_of=0)
+    scalar_loss(reply.get("value"), batch=len(s), fn=fn)
+    if reply.get("requires_grad") is not True:
+        raise failed(fn, "distillation_loss returned a tensor that is not connected to student_logits, so "
+                     "loss.backward() cannot train the student: do not .detach() the student's logits, do not compute "
+                     "the loss inside torch.no_grad(), and do not rebuild it with torch.tensor(...).",
+                     RETURNED_WHERE["detached"])
     grad = reply.get("grad")
-    expect(isinstance(grad, Tensor) and grad.shape == s.shape and bool(torch.isfinite(grad).all())
-           and bool(grad.abs().sum() > 0),
-           "loss.backward() put no gradient on student_logits: the loss must be computed from student_logits "
-           "with torch operations all the way (no .detach(), .item() or numpy in between).")
+    if not (isinstance(grad, Tensor) and grad.shape == s.shape and bool(torch.isfinite(grad).all())
+            and bool(grad.abs().sum() > 0)):
+        raise failed(fn, "loss.backward() put no gradient on student_logits: the loss must be computed from "
+                     "student_logits with torch operations all the way (no .detach(), .item() or numpy in between).",
+                     RETURNED_WHERE["detached"])
 
 
 def test_matches_the_reference_over_T_and_alpha(submission, reference):
@@ -190,12 +210,14 @@ def test_matches_the_reference_over_T_and_alpha(submission, reference):
             for alpha in ALPHAS:
                 got, want = run_loss(fn, s, t, y, T=T, alpha=alpha), ref(s, t, y, T=T, alpha=alpha)
                 if difference(got, want) is not None:
-                    wrong.append((setting(batch, T, alpha), got, want))
+                    wrong.append((setting(batch, T, alpha), got, want, probe(s, t, y, T=T, alpha=alpha)))
     if wrong:
-        where, got, want = wrong[0]
+        # the first wrong setting where the whole recognised mistake shows (both parts of two, say)
+        mistake = recognise_loss(fn, ref)
+        at, got, want, case = next((w for w in wrong if shown_at(mistake, ref, w[3]) == mistake), wrong[0])
         total = len(BATCH_SIZES) * len(TEMPERATURES) * len(ALPHAS)
         note = f" (wrong for {len(wrong)} of the {total} settings tried)"
-        raise CheckFailed(wrong_loss(fn, ref, where, got, want, note=note))
+        raise wrong_loss(fn, ref, at, got, want, note=note, case=case)
 
 
 def test_gradient_matches_the_reference(submission, reference):
@@ -208,22 +230,23 @@ def test_gradient_matches_the_reference(submission, reference):
                 with in_place_refused():
                     theirs = value_and_gradient(fn, probe(s, t, y, T=T, alpha=alpha))
                 if not isinstance(theirs, tuple):
-                    scalar_loss(theirs, batch=batch)  # names the wrong type or shape
-                    raise CheckFailed("distillation_loss returned a tensor that is not connected to "
-                                      "student_logits, so it has no gradient: compute it from student_logits "
-                                      "with torch operations, without .detach() or torch.no_grad().")
+                    scalar_loss(theirs, batch=batch, fn=fn)  # names the wrong type or shape
+                    raise failed(fn, "distillation_loss returned a tensor that is not connected to "
+                                 "student_logits, so it has no gradient: compute it from student_logits "
+                                 "with torch operations, without .detach() or torch.no_grad().",
+                                 RETURNED_WHERE["detached"])
                 got, want = theirs[1], value_and_gradient(ref, probe(s, t, y, T=T, alpha=alpha))[1]
                 if not isinstance(got, Tensor):
-                    raise CheckFailed("loss.backward() put no gradient on student_logits: compute the loss from "
-                                      "student_logits with torch operations all the way.")
+                    raise failed(fn, "loss.backward() put no gradient on student_logits: compute the loss from "
+                                 "student_logits with torch operations all the way.", RETURNED_WHERE["detached"])
                 diff = difference(got, want)
                 if diff is None:
                     continue
-                mistake = recognise_loss(fn, ref)
+                mistake = shown_at(recognise_loss(fn, ref), ref, probe(s, t, y, T=T, alpha=alpha))
                 head = f"the gradient of distillation_loss with {setting(batch, T, alpha)} is wrong"
-                raise CheckFailed(f"{head}. {mistake.says}" if mistake else
-                                  f"{head}: {diff}. It matches none of the common mistakes: compare your code term "
-                                  "by term with the formula in its docstring.")
+                raise failed(fn, f"{head}. {mistake.says}" if mistake else
+                             f"{head}: {diff}. It matches none of the common mistakes: compare your code term "
+                             "by term with the formula in its docstring.", where(mistake))
 
 
 def test_alpha_zero_is_the_cross_entropy(submission, reference):
@@ -233,8 +256,8 @@ def test_alpha_zero_is_the_cross_entropy(submission, reference):
     for T in (1.0, 4.0):
         got, want = run_loss(fn, s, t, y, T=T, alpha=0.0), F.cross_entropy(s, y)
         if difference(got, want) is not None:
-            raise CheckFailed(wrong_loss(fn, reference.loss.distillation_loss, setting(8, T, 0.0), got, want,
-                                         expected="F.cross_entropy(student_logits, labels) = "))
+            raise wrong_loss(fn, reference.loss.distillation_loss, setting(8, T, 0.0), got, want,
+                             expected="F.cross_entropy(student_logits, labels) = ", case=probe(s, t, y, T=T, alpha=0.0))
 
 
 def test_identical_logits_give_zero_at_alpha_one(submission, reference):
@@ -244,11 +267,13 @@ def test_identical_logits_give_zero_at_alpha_one(submission, reference):
     for T in (1.0, 4.0):
         got = run_loss(fn, s, s.clone(), y, T=T, alpha=1.0)
         if abs(got.item()) > ZERO_ATOL:
-            mistake = recognise_loss(fn, reference.loss.distillation_loss)
-            raise CheckFailed(f"distillation_loss with the teacher's logits equal to the student's, T={T:g} and "
-                              f"alpha=1 gave {fmt(got)}, expected 0: the KL divergence of a distribution from "
-                              "itself is 0. " + (mistake.says if mistake else
-                                                 "Compute KL(p || q) = sum_i p_i * (log p_i - log q_i)."))
+            ref = reference.loss.distillation_loss
+            mistake = shown_at(recognise_loss(fn, ref), ref, probe(s, s.clone(), y, T=T, alpha=1.0))
+            raise failed(fn, f"distillation_loss with the teacher's logits equal to the student's, T={T:g} and "
+                         f"alpha=1 gave {fmt(got)}, expected 0: the KL divergence of a distribution from "
+                         "itself is 0. " + (mistake.says if mistake else
+                                            "Compute KL(p || q) = sum_i p_i * (log p_i - log q_i)."),
+                         where(mistake) if mistake else ["call:kl_div", "return"])
 
 
 def test_is_averaged_over_the_batch(submission, reference):
@@ -259,10 +284,11 @@ def test_is_averaged_over_the_batch(submission, reference):
     twice = run_loss(fn, torch.cat([s, s]), torch.cat([t, t]), torch.cat([y, y]), T=4.0, alpha=0.7)
     if difference(twice, once) is not None:
         mistake = recognise_loss(fn, reference.loss.distillation_loss)
-        raise CheckFailed(f"distillation_loss gave {fmt(once)} on a batch of 8 and {fmt(twice)} on the same batch "
-                          f"twice (16 examples), {ratio(twice.item(), once.item()):.3g} times as much; a mean over the "
-                          "batch would not change. " + (mistake.says if mistake else
-                                                        "Average both terms over the batch, not sum them."))
+        raise failed(fn, f"distillation_loss gave {fmt(once)} on a batch of 8 and {fmt(twice)} on the same batch "
+                     f"twice (16 examples), {ratio(twice.item(), once.item()):.3g} times as much; a mean over the "
+                     "batch would not change. " + (mistake.says if mistake else
+                                                   "Average both terms over the batch, not sum them."),
+                     where(mistake) if mistake else ["call:kl_div", "call:sum", "return"])
 
 
 def test_leaves_its_inputs_unchanged(submission):
@@ -274,8 +300,10 @@ def test_leaves_its_inputs_unchanged(submission):
            "the worker did not send distillation_loss's arguments back, so they cannot be checked.")
     for (name, before), after in zip(copies.items(), after_call):
         short = {"student_logits": "s", "teacher_logits": "t", "labels": "y"}[name]
-        expect(before.shape == after.shape and torch.equal(before, after), f"distillation_loss changed {name} in place (its values after the call "
-               "differ from before): " + IN_PLACE.format(name=name, short=short))
+        if not (before.shape == after.shape and torch.equal(before, after)):
+            raise failed(submission.loss.distillation_loss, f"distillation_loss changed {name} in place (its values "
+                         "after the call differ from before): " + IN_PLACE.format(name=name, short=short),
+                         RETURNED_WHERE["in place"])
 
 
 def test_is_finite_and_right_for_confident_logits(submission, reference):
@@ -289,9 +317,9 @@ def test_is_finite_and_right_for_confident_logits(submission, reference):
             fine = all(same(value_and_gradient(fn, p), value_and_gradient(ref, p)) for p in ordinary)
             kind = "NaN" if torch.isnan(out.detach()).any() else "inf"
             if fine:
-                raise CheckFailed(f"distillation_loss with logits near {CONFIDENT_GAP:g}, T=1, alpha={alpha:g}: "
-                                  + OVERFLOW.format(kind=kind))
-        got, want = scalar_loss(out, batch=len(s)), ref(s, t, y, T=1.0, alpha=alpha)
+                raise failed(fn, f"distillation_loss with logits near {CONFIDENT_GAP:g}, T=1, alpha={alpha:g}: "
+                             + OVERFLOW.format(kind=kind), RETURNED_WHERE["overflow"])
+        got, want = scalar_loss(out, batch=len(s), fn=fn), ref(s, t, y, T=1.0, alpha=alpha)
         if difference(got, want) is not None:
-            where = f"logits near {CONFIDENT_GAP:g}, T=1 and alpha={alpha:g}"
-            raise CheckFailed(wrong_loss(fn, ref, where, got, want))
+            at = f"logits near {CONFIDENT_GAP:g}, T=1 and alpha={alpha:g}"
+            raise wrong_loss(fn, ref, at, got, want, case=probe(s, t, y, T=1.0, alpha=alpha))

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from grader.checking import CheckFailed, expect
+from grader.checking import CheckFailed, expect, learner_line
 from grader.data import load_raw, normalise, resolve_data_dir
 from grader.diagnose import train as probes
 from grader.diagnose.train import (LossOracle, Trace, distill_problems, epochs_doubt, epochs_problem, forward_doubt,
@@ -118,10 +118,17 @@ def first(*problems: str | None) -> str | None:
     return next((p for p in problems if p), None)
 
 
-def verdict(trace: Trace, problem: str | None, *doubts) -> None:
-    """Fail with the reading's ``problem``; when there is none, with the first of ``doubts`` (functions of the
-    trace: what the judge could not confirm of the record itself)."""
-    expect(problem is None, problem or "")
+def failed(submission, trace: Trace, message: str, problem: str | None = None) -> CheckFailed:
+    """The verdict, pointing at the line of the learner's loop that ``problem`` (the message itself when not
+    given) is about."""
+    return CheckFailed(message, learner_line(submission, "train", trace.function, probes.where(problem or message)))
+
+
+def verdict(submission, trace: Trace, problem: str | None, *doubts) -> None:
+    """Fail with the reading's ``problem``, at the learner's line it is about; when there is none, with the
+    first of ``doubts`` (functions of the trace: what the judge could not confirm of the record itself)."""
+    if problem is not None:
+        raise failed(submission, trace, problem)
     for doubt in doubts:
         found = doubt(trace)
         expect(found is None, found or "")
@@ -132,38 +139,38 @@ def verdict(trace: Trace, problem: str | None, *doubts) -> None:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_clears_the_gradients_every_step(request, function):
+def test_clears_the_gradients_every_step(request, submission, function):
     """clears the gradients for every batch (no accumulation)"""
     trace = loop_trace(request, function)
-    verdict(trace, gradient_problem(trace), forward_doubt, gradient_doubt)
+    verdict(submission, trace, gradient_problem(trace), forward_doubt, gradient_doubt)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_steps_the_optimizer_every_batch(request, function):
+def test_steps_the_optimizer_every_batch(request, submission, function):
     """steps the optimizer once per batch"""
     trace = loop_trace(request, function)
-    verdict(trace, step_problem(trace), forward_doubt, step_doubt)
+    verdict(submission, trace, step_problem(trace), forward_doubt, step_doubt)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_runs_every_epoch(request, function):
+def test_runs_every_epoch(request, submission, function):
     """trains for `epochs` passes over the loader"""
     trace = loop_trace(request, function)
-    verdict(trace, epochs_problem(trace), epochs_doubt)
+    verdict(submission, trace, epochs_problem(trace), epochs_doubt)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_trains_in_train_mode(request, function):
+def test_trains_in_train_mode(request, submission, function):
     """trains the model in train mode, even when it was handed over in eval mode"""
     trace = loop_trace(request, function)
-    verdict(trace, mode_problem(trace, trace.trained))  # train or eval mode: the worker's observation only
+    verdict(submission, trace, mode_problem(trace, trace.trained))  # train or eval mode: the worker's observation only
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_returns_the_mean_loss_of_each_epoch(request, function):
+def test_returns_the_mean_loss_of_each_epoch(request, submission, function):
     """returns the mean loss of each epoch, as a list of floats"""
     trace = loop_trace(request, function)
-    verdict(trace, history_problem(trace), forward_doubt)
+    verdict(submission, trace, history_problem(trace), forward_doubt)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,44 +203,48 @@ def test_train_model_reaches_an_accuracy_floor(request, submission, options):
         found = loop_problems(request.getfixturevalue("train_model_trace"))
     except Exception:  # the probe run failed: its own checks report why
         found = []
-    raise CheckFailed(f"{head}. {found[0]}" if found else
-                      f"{head}. Its loop passes the other checks, so look at what it feeds the optimizer: "
-                      "torch.optim.Adam(model.parameters(), lr=lr), and the loss F.cross_entropy(model(x), y).")
+    if found:
+        frames = learner_line(submission, "train", "train_model", probes.where(found[0]))
+        raise CheckFailed(f"{head}. {found[0]}", frames)
+    raise CheckFailed(f"{head}. Its loop passes the other checks, so look at what it feeds the optimizer: "
+                      "torch.optim.Adam(model.parameters(), lr=lr), and the loss F.cross_entropy(model(x), y).",
+                      learner_line(submission, "train", "train_model", ["call:Adam", "call:cross_entropy"]))
 
 
 # ---------------------------------------------------------------------------------------------------
 # distill
 
 
-def test_teacher_is_left_unchanged(distill_trace):
+def test_teacher_is_left_unchanged(submission, distill_trace):
     """distill leaves the teacher's weights unchanged and gives them no gradients"""
-    verdict(distill_trace, teacher_change_problem(distill_trace), forward_doubt, teacher_doubt)
+    verdict(submission, distill_trace, teacher_change_problem(distill_trace), forward_doubt, teacher_doubt)
 
 
-def test_teacher_runs_in_eval_mode(distill_trace):
+def test_teacher_runs_in_eval_mode(submission, distill_trace):
     """distill runs the teacher in eval mode"""
-    verdict(distill_trace, teacher_mode_problem(distill_trace))  # the worker's observation only
+    verdict(submission, distill_trace, teacher_mode_problem(distill_trace))  # the worker's observation only
 
 
-def test_soft_targets_come_from_the_same_batch(distill_trace):
+def test_soft_targets_come_from_the_same_batch(submission, distill_trace):
     """distill takes the soft targets from the teacher's logits for the student's own batch"""
-    verdict(distill_trace, same_batch_problem(distill_trace), forward_doubt, same_batch_doubt)
+    verdict(submission, distill_trace, same_batch_problem(distill_trace), forward_doubt, same_batch_doubt)
 
 
-def test_passes_T_and_alpha_on(distill_trace):
+def test_passes_T_and_alpha_on(submission, distill_trace):
     """distill passes T and alpha on to distillation_loss"""
     trace = distill_trace
     # T and alpha of each loss call are those the judge received and computed the loss with
-    verdict(trace, first(passed_on_problem(trace), teacher_ignored_problem(trace)), forward_doubt)
+    verdict(submission, trace, first(passed_on_problem(trace), teacher_ignored_problem(trace)), forward_doubt)
     if trace.of(probes.LossCall):
         return
     # distillation_loss was not called through its name: the returned losses must be its values
-    expect(losses_match(trace),
-           f"distill(..., T={T_PROBE:g}, alpha={ALPHA_PROBE:g}) does not call distillation_loss (imported with "
-           f"`from .loss import distillation_loss`), and the losses it returned, {_shown(trace.result)}, are not "
-           f"those of distillation_loss with T={T_PROBE:g} and alpha={ALPHA_PROBE:g} on its batches "
-           f"({_shown(_means(trace))}): compute the loss with distillation_loss(student_logits, teacher_logits, y, "
-           "T=T, alpha=alpha).")
+    if not losses_match(trace):
+        raise failed(submission, trace, f"distill(..., T={T_PROBE:g}, alpha={ALPHA_PROBE:g}) does not call "
+                     f"distillation_loss (imported with `from .loss import distillation_loss`), and the losses it "
+                     f"returned, {_shown(trace.result)}, are not those of distillation_loss with T={T_PROBE:g} and "
+                     f"alpha={ALPHA_PROBE:g} on its batches ({_shown(_means(trace))}): compute the loss with "
+                     "distillation_loss(student_logits, teacher_logits, y, T=T, alpha=alpha).",
+                     "does not call distillation_loss")
 
 
 def _means(trace: Trace) -> list[float]:
@@ -246,7 +257,8 @@ def _shown(values) -> str:
     return "None" if values is None else type(values).__name__
 
 
-def _follow_message(trace: Trace, want: str) -> str | None:
+def _follow_message(trace: Trace, want: str) -> tuple[str, str | None] | None:
+    """None when the student followed whom it should; else the message and the mistake it names."""
     with_teacher, with_labels, n = probes.agreement(trace)
     score = with_teacher if want == "teacher" else with_labels
     if score >= AGREEMENT_FLOOR:
@@ -261,17 +273,20 @@ def _follow_message(trace: Trace, want: str) -> str | None:
             f"{with_teacher:.0%} of them and with the labels on {with_labels:.0%}; {what} "
             f"(at least {AGREEMENT_FLOOR:.0%})")
     found = distill_problems(trace)
-    return f"{head}. {found[0]}" if found else (
-        f"{head}. Pass alpha on to distillation_loss and train on its value for every batch.")
+    if found:
+        return f"{head}. {found[0]}", found[0]
+    return f"{head}. Pass alpha on to distillation_loss and train on its value for every batch.", None
 
 
-def test_follows_the_teacher_when_alpha_is_one(alpha_one_trace):
+def test_follows_the_teacher_when_alpha_is_one(submission, alpha_one_trace):
     """with alpha=1 the student follows a teacher that disagrees with the labels"""
     problem = _follow_message(alpha_one_trace, "teacher")
-    expect(problem is None, problem or "")
+    if problem is not None:
+        raise failed(submission, alpha_one_trace, *problem)
 
 
-def test_ignores_the_teacher_when_alpha_is_zero(alpha_zero_trace):
+def test_ignores_the_teacher_when_alpha_is_zero(submission, alpha_zero_trace):
     """with alpha=0 the student learns the labels and ignores the teacher"""
     problem = _follow_message(alpha_zero_trace, "labels")
-    expect(problem is None, problem or "")
+    if problem is not None:
+        raise failed(submission, alpha_zero_trace, *problem)

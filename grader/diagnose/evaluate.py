@@ -144,6 +144,30 @@ EVALUATE_MISTAKES = [
             lambda model, loader: _reference(model, loader, dim=None)),
 ]
 
+# Where each mistake lives in the learner's evaluate: targets of the worker's task source.find
+# (grader/worker/source.py), tried in order; the check shows the first line found under its message.
+WHERE = {
+    "mean of batch accuracies": ["return", "call:append"],
+    "batches x batch size": ["return"],
+    "number of batches": ["return"],
+    "total of the last batch": ["set-in-loop:total", "return"],
+    "correct of the last batch": ["set-in-loop:correct", "return"],
+    "percentage": ["return"],
+    "integer division": ["return"],
+    "argmax over the batch": ["call:argmax", "call:max"],
+    "argmax without dim": ["call:argmax", "call:max"],
+    "eval mode": ["call:train", "for-over:loader", "for"],
+    "no grad": ["call:enable_grad", "for-over:loader", "for"],
+    "unknown": ["return"],
+}
+
+
+def where(mistake: Mistake | str | None) -> list[str]:
+    """The source.find targets of a recognised mistake (or of "eval mode", "no grad"; "unknown" for none)."""
+    name = mistake.name if isinstance(mistake, Mistake) else (mistake or "unknown")
+    return WHERE.get(name, WHERE["unknown"])
+
+
 EVAL_MODE = ("model(x) ran in training mode, so dropout was still on and the predictions were random: call "
              "model.eval() before the loop (it switches dropout off and batch norm to its running statistics).")
 NO_GRAD = ("model(x) ran with gradient tracking on, which builds an autograd graph that evaluation never uses "

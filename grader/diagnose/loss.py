@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import Mistake, Probe, probe, recognise
+from . import Mistake, Probe, probe, recognise, same
 
 DEFAULT_T, DEFAULT_ALPHA = 2.0, 0.7  # the defaults of the exercise's signature
 
@@ -95,6 +95,45 @@ LOSS_MISTAKES = [
             _variant(fixed_alpha=DEFAULT_ALPHA)),
 ]
 
+# Where each mistake lives in the learner's distillation_loss: targets of the worker's task source.find
+# (grader/worker/source.py), tried in order; the message shows the first line found under it.
+KL_CALL = ["call:kl_div", "call:KLDivLoss", "call:kl_divergence"]
+WHERE = {
+    "no T**2": [*KL_CALL, "return"],
+    "T instead of T**2": [*KL_CALL, "return"],
+    "reduction mean": [*KL_CALL, "call:mean", "return"],
+    "reduction sum": [*KL_CALL, "call:sum", "return"],
+    "KL order": [*KL_CALL, "return"],
+    "probabilities into kl_div": [*KL_CALL, "return"],
+    "alpha swapped": ["uses:alpha", "return"],
+    "alpha ignored": ["uses:alpha", "return"],
+    "no T on teacher": ["uses:teacher_logits", *KL_CALL],
+    "no T on student": ["call:log_softmax", "uses:student_logits", *KL_CALL],
+    "no T on either": ["call:log_softmax", "call:softmax", *KL_CALL],
+    "T in hard term": ["call:cross_entropy", "call:CrossEntropyLoss", "call:nll_loss", "return"],
+    "soft cross-entropy": [*KL_CALL, "call:log_softmax", "return"],
+    "T ignored": ["uses:T", *KL_CALL, "return"],
+    "T never used": [*KL_CALL, "return"],
+    "softmax over the batch": ["call:softmax", "call:exp", "return"],
+    "multiplied by T": ["call:softmax", "call:exp", "return"],
+    "log-probabilities": ["call:log_softmax", "call:softmax", "return"],
+}
+RETURNED_WHERE = {"float": ["call:item", "call:float", "return"],
+                  "vector": [*KL_CALL, "call:cross_entropy", "return"],
+                  "detached": ["call:detach", "call:no_grad", "call:tensor", "call:item", "return"],
+                  "overflow": ["call:log", "call:exp", "call:sqrt", "return"],
+                  "in place": ["in-place"],
+                  "unknown": ["return"]}
+
+
+def where(mistake: Mistake | None) -> list[str]:
+    """The source.find targets of a recognised mistake (both parts of two at once), or of none."""
+    if mistake is None:
+        return RETURNED_WHERE["unknown"]
+    parts = PARTS.get(mistake.name, (mistake,))
+    return [t for m in parts for t in WHERE.get(m.name, [])] or RETURNED_WHERE["unknown"]
+
+
 # Given on a float (.item()) or on a per-example loss; checked by type and shape, not by value.
 RETURNED_FLOAT = ("it returned {what}: .item() or float() turns the loss into a plain number that autograd "
                   "cannot back-propagate through. Return the tensor itself.")
@@ -144,6 +183,17 @@ def value_and_gradient(fn, p: Probe):
 EXCLUSIVE = {"soft", "order", "student_input"}
 
 
+def _lower_first(sentence: str) -> str:
+    """"The soft term ..." -> "the soft term ..." after a colon; a name such as F.kl_div or KL stays as it is."""
+    word = sentence.split(" ", 1)[0]
+    if len(word) > 1 and word[0].isupper() and word[1:].isalpha() and word[1:].islower():
+        return sentence[0].lower() + sentence[1:]
+    return sentence
+
+
+PARTS: dict[str, tuple[Mistake, Mistake]] = {}  # the name of a pair -> its two mistakes
+
+
 def pairs(mistakes: list[Mistake]) -> list[Mistake]:
     """Two mistakes at once, as one Mistake whose sentence gives both."""
     found = []
@@ -152,9 +202,35 @@ def pairs(mistakes: list[Mistake]) -> list[Mistake]:
             ca, cb = a.variant.changes, b.variant.changes
             if set(ca) & set(cb) or (set(ca) & EXCLUSIVE and set(cb) & EXCLUSIVE):
                 continue
-            found.append(Mistake(f"{a.name} + {b.name}", f"Two mistakes together explain it. First: {a.says} "
-                                 f"Second: {b.says}", _variant(**ca, **cb)))
+            both = Mistake(f"{a.name} + {b.name}", f"Two mistakes together explain it. First: {_lower_first(a.says)} "
+                           f"Second: {_lower_first(b.says)}", _variant(**ca, **cb))
+            PARTS[both.name] = (a, b)
+            found.append(both)
     return found
+
+
+def _shows(variant, reference, case: Probe) -> bool:
+    """Whether ``variant`` gives another value or gradient than the reference on ``case``."""
+    try:
+        return not same(value_and_gradient(variant, case), value_and_gradient(reference, case))
+    except Exception:
+        return True
+
+
+def shown_at(mistake: Mistake | None, reference, case: Probe | None) -> Mistake | None:
+    """The part of ``mistake`` that changes the loss on ``case`` (the setting a check found wrong): with
+    alpha=0 the KL term is gone, so a mistake in it cannot be what makes that value wrong. For two mistakes
+    at once, the one that shows there alone (both when each does, or when only the two together do); None
+    when the mistake does not change the loss on ``case`` at all."""
+    if mistake is None or case is None:
+        return mistake
+    parts = PARTS.get(mistake.name)
+    if parts is None:
+        return mistake if _shows(mistake.variant, reference, case) else None
+    shown = [m for m in parts if _shows(m.variant, reference, case)]
+    if len(shown) == 1:
+        return shown[0]
+    return mistake if shown or _shows(mistake.variant, reference, case) else None
 
 
 _found: dict = {}  # (learner, reference) -> Mistake | None: several checks of one run ask about the same code

@@ -1092,3 +1092,57 @@ def agreement(trace: Trace) -> tuple[float, float, int]:
     predicted = F.linear(x.flatten(1), trace.weight_after, trace.bias_after).argmax(dim=1)  # (N,), from the final weights
     taught = original_teacher(trace, x).argmax(dim=1)  # (N,)
     return float((predicted == taught).float().mean()), float((predicted == y).float().mean()), len(y)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where a mistake lives in the learner's loop: targets of the worker's task source.find
+# (grader/worker/source.py), tried in order; the check shows the first line found under its message.
+
+OPTIMIZER = ["call:Adam", "call:AdamW", "call:SGD", "call:RMSprop"]
+WHERE = [  # (words of the problem's sentence, targets), the first whose words it holds
+    ("arguments of distillation_loss in the wrong order", ["loss-call"]),
+    ("the two names swapped", ["loss-call"]),
+    ("student's own logits as the teacher's", ["loss-call"]),
+    ("never runs the teacher", ["loss-call", "call:train_model", "for-over:loader"]),
+    ("trains the student on the labels alone", ["call:train_model", "call:cross_entropy", "for-over:loader"]),
+    ("teacher's probabilities (a softmax", ["call:softmax", "loss-call"]),
+    ("in a separate pass over the loader", ["call:teacher", "for"]),
+    ("teacher's logits for the previous batch", ["call:teacher", "loss-call"]),
+    ("teacher logits that are not the teacher's output", ["loss-call", "call:teacher"]),
+    ("distillation_loss without", ["loss-call"]),
+    ("to distillation_loss the wrong way round", ["loss-call"]),
+    ("to distillation_loss: pass the arguments on unchanged", ["loss-call"]),
+    ("does not call distillation_loss", ["call:kl_div", "call:cross_entropy", "for-over:loader"]),
+    ("its optimizer holds the teacher's parameters", OPTIMIZER),
+    ("changed the teacher's weights", ["call:train_model", "call:teacher"]),
+    ("let gradients reach the teacher", ["call:teacher"]),
+    ("puts the teacher in train mode (teacher.train())", ["call:teacher.train", "call:train"]),
+    ("calls teacher.eval() only after", ["call:teacher.eval", "call:eval"]),
+    ("never calls teacher.eval()", ["for"]),
+    ("switched the teacher to train mode", ["call:train", "for"]),
+    ("never calls loss.backward()", ["for-over:loader", "for"]),
+    ("between loss.backward() and optimizer.step()", ["call:zero_grad"]),
+    ("clears the gradients once per epoch", ["call:zero_grad"]),
+    ("never clears the gradients", ["call:backward", "for-over:loader"]),
+    ("left the gradients of an earlier batch", ["call:zero_grad", "call:backward"]),
+    ("changes the weights without an optimizer", ["for-over:loader", "for"]),
+    ("never calls optimizer.step()", ["call:backward", "for-over:loader"]),
+    ("steps an optimizer that does not hold", OPTIMIZER),
+    ("creates a new optimizer for every batch", OPTIMIZER),
+    ("optimizer.step() once per epoch", ["call:step"]),
+    ("but the", ["call:step", *OPTIMIZER]),  # "... called optimizer.step() N times, but the weights did not change"
+    ("called optimizer.step()", ["call:step"]),
+    ("over the loader (", ["for-over:epochs", "for"]),
+    ("trained on one batch per epoch", ["call:next", "for-over:loader", "for"]),
+    ("trained on", ["for-over:epochs", "for"]),
+    ("in eval mode for", ["call:student.eval", "call:model.eval", "call:train", "for"]),
+    ("never runs the", ["for-over:loader", "for"]),
+    ("returned", ["return"]),
+]
+
+
+def where(problem: str | None) -> list[str]:
+    """The source.find targets of the line a problem sentence is about ([] for none)."""
+    if not problem:
+        return []
+    return next((targets for words, targets in WHERE if words in problem), [])

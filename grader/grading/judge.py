@@ -80,7 +80,8 @@ def explain(err: BaseException, folder: str, timeout: float) -> dict:
     cause = learner_cause(err)
     frames = shown_frames(getattr(cause, "frames", []) or [], folder)
     if isinstance(err, CheckFailed):
-        return {"message": str(err), "frames": frames, "not_started": False}
+        own = shown_frames(getattr(err, "frames", None) or [], folder)  # the line a value mistake comes from
+        return {"message": str(err), "frames": own or frames, "not_started": False}
     if isinstance(err, WorkerGone):
         if err.timeout:
             where = f" It was running {frames[-1].split(': ')[0]} when it was stopped." if frames else ""

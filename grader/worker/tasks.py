@@ -5,6 +5,7 @@
     model.*     build a learner's model, run it, train it briefly, describe its layers, export it
     train.*     run train_model / distill on probes and record what they did (``tracing``)
     pipeline.*  the end-to-end trainings on MNIST (``pipeline``)
+    source.find the learner's line behind a value mistake, for the message (``source``)
 
 A model trained by one request is kept, under the name the judge gave it, for the next ones.
 """
@@ -167,5 +168,5 @@ def describe_layer(module: nn.Module) -> str:
     return type(module).__name__
 
 
-# The tasks of the topic `train` and of the end-to-end run live in modules of their own.
-from . import pipeline, tracing  # noqa: E402,F401  (they register their tasks)
+# The tasks of the topic `train`, of the end-to-end run and of finding a learner's line live in modules of their own.
+from . import pipeline, source, tracing  # noqa: E402,F401  (they register their tasks)

@@ -1,7 +1,7 @@
 """argmax(dim=0): one index per class, over the batch, instead of one class per example.
 
 check: is the fraction of all examples
-says: argmax(dim=1)
+says: raised RuntimeError: The size of tensor a (10) must match the size of tensor b (32)
 """
 
 import torch
