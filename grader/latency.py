@@ -29,9 +29,13 @@ import torch
 
 THREADS = 1
 BATCHES = (1, 1000)  # one image (an app, a web request) and a large batch (offline scoring)
-WARMUP_CALLS = 3
-MIN_ROUNDS, MAX_ROUNDS = 15, 400
-BUDGET_S = {1: 1.0, 1000: 2.5}  # seconds of timed calls per batch size, all models together
+# Per batch size: warm-up calls of each model, the fewest and most rounds, and the seconds of timed calls
+# (all models together) after which no new round starts. A Teacher's 1,000-image call takes 0.1-0.4 s on one
+# thread, over 1 s on a loaded 2-core machine: few rounds there, many for single images (0.1-1 ms a call).
+WARMUP_CALLS = {1: 3, 1000: 1}
+MIN_ROUNDS = {1: 15, 1000: 5}
+MAX_ROUNDS = 400
+BUDGET_S = {1: 1.0, 1000: 1.0}
 # Relative spread above which a median is not shown: the IQR wider than this share of the median. Quiet, the
 # calls of one run spread by 2-15% (benchmarks/bench_latency.py); with two busy processes on a 2-core
 # machine, 1-image calls of 0.1-0.5 ms spread by 30% up to several times the median, when the core is taken
@@ -103,9 +107,9 @@ def measure(models: dict[str, dict[int, Callable]], batches=BATCHES, budget_s: d
                     continue
                 x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(batch))
                 for fn in runs.values():
-                    for _ in range(WARMUP_CALLS):
+                    for _ in range(WARMUP_CALLS.get(batch, 1)):
                         fn(x)
-                times = interleaved(runs, x, budget_s.get(batch, 1.0), clock)
+                times = interleaved(runs, x, budget_s.get(batch, 1.0), clock, MIN_ROUNDS.get(batch, 5))
                 for name, samples in times.items():
                     result[name][batch] = summarise(samples)
     finally:
@@ -115,12 +119,12 @@ def measure(models: dict[str, dict[int, Callable]], batches=BATCHES, budget_s: d
     return result
 
 
-def interleaved(runs: dict[str, Callable], x, budget_s: float, clock) -> dict[str, list[float]]:
+def interleaved(runs: dict[str, Callable], x, budget_s: float, clock, min_rounds: int) -> dict[str, list[float]]:
     """Rounds of one timed call of every model, the order rotating; until the budget is spent."""
     names = list(runs)
     times: dict[str, list[float]] = {name: [] for name in names}
     spent, rounds = 0.0, 0
-    while rounds < MIN_ROUNDS or (spent < budget_s and rounds < MAX_ROUNDS):
+    while rounds < min_rounds or (spent < budget_s and rounds < MAX_ROUNDS):
         for i in range(len(names)):
             name = names[(rounds + i) % len(names)]
             start = clock()

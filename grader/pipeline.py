@@ -158,13 +158,14 @@ def comparison_table(reports: dict[str, ModelReport]) -> str:
 
 def table_notes(test_examples: int) -> list[str]:
     """What the table's columns mean: 'agrees' and '1 image' (the lines under the table)."""
-    calls_text = f"at least {latency.MIN_ROUNDS} calls"
+    calls_text = f"at least {latency.MIN_ROUNDS[1]} calls"
     return [
         f"agrees: the share of the {test_examples:,} test images whose predicted class is the teacher's.",
         f"1 image: the median time of one forward pass of one image on one CPU thread ± half the interquartile "
-        f"range of {calls_text}, the three models timed in turn after training, so that each meets the same "
-        f"load; \"{latency.NOISY}\": a spread over {latency.NOISY_SPREAD:.0%} of the median, too wide to trust "
-        "(other processes took the CPU).",
+        f"range of {calls_text}. The three models are timed in turn after training, so each meets the same load "
+        "and the rows compare; another run moves all three with the machine's load. "
+        f"\"{latency.NOISY}\": a spread over {latency.NOISY_SPREAD:.0%} of the median, too wide to trust (other "
+        "processes took the CPU).",
     ]
 
 

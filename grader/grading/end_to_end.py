@@ -156,13 +156,15 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
     training down gracefully instead of stalling it.
 
     OpenMP threads wait for each other at the end of every operation; a thread that has lost its core to
-    another process holds the others up, so threads beyond the idle cores cost far more than they bring. On
-    a 2-core machine with two other busy processes, a Teacher training batch took 6x longer on 2 threads than
-    on 1 (28fc973: 489 ms against 76 ms; benchmarks/bench_threads.py measures it again, quiet and loaded, side
-    by side). So: the cores other processes leave idle now (``busy_cores``), rounded down, and never more than
-    the worker's count less one core, which the judge uses to run the last model's graph meanwhile; at least
-    one. A 2-core machine always trains on 1 thread; an idle 8-core one on 7, the same with 3 busy processes
-    on 5. ``busy`` and ``machine`` (the cores here) are for the tests.
+    another process holds the others up, so threads beyond the idle cores cost far more than they bring.
+    Measured (benchmarks/bench_threads.py, a Teacher training step of batch 128, median of 3, alternating, on
+    a shared 2-core machine whose other jobs kept its load average at 4.5-7): 124 ms on 1 thread against 844 ms
+    on 2; with two more busy processes beside it, 447 ms against 1,734 ms (28fc973: 76 ms against 489 ms). So
+    one thread degrades gracefully and two stall. The rule: the cores other processes leave idle now
+    (``busy_cores``), rounded down, and never more than the worker's count less one core, which the judge
+    uses to run the last model's graph meanwhile; at least one. A 2-core machine always trains on 1 thread;
+    an idle 8-core one on 7, the same with 3 busy processes on 5. ``busy`` and ``machine`` (the cores here)
+    are for the tests.
     """
     settings = getattr(getattr(remote, "process", None), "settings", None)
     cores = getattr(settings, "threads", 1)
