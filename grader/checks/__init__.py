@@ -1,1 +1,1 @@
-"""The hidden checks: pytest modules, one marker per topic, run by ``grader.runner``."""
+"""The hidden checks: pytest modules, one marker per topic, run by the judge (``grader.grading.judge``)."""
