@@ -163,7 +163,8 @@ def table_notes(test_examples: int) -> list[str]:
         f"agrees: the share of the {test_examples:,} test images whose predicted class is the teacher's.",
         f"1 image: the median time of one forward pass of one image on one CPU thread ± half the interquartile "
         f"range of {calls_text}. The three models are timed in turn after training, so each meets the same load "
-        "and the rows compare; another run moves all three with the machine's load. "
+        "and the rows compare; another run (a new process, another load) moves all three together, by up to ±25% "
+        "on a 2-core machine. "
         f"\"{latency.NOISY}\": a spread over {latency.NOISY_SPREAD:.0%} of the median, too wide to trust (other "
         "processes took the CPU).",
     ]

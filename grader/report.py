@@ -7,7 +7,8 @@ report.json, schema "learnkd-report/1" (a stat is {"mean", "std", "values"}: one
 sample standard deviation, 0 for one seed; accuracies and agreement are fractions in [0, 1]):
 
     schema, kind ("reference" | "report"), code (folder of the code run), created (ISO time),
-    environment {torch, device, threads, platform}, schedule {batch_size, epochs, lr, T, alpha},
+    environment {torch, device, threads (the first seed's training threads), platform},
+    schedule {batch_size, epochs, lr, T, alpha},
     train_examples, test_examples, seeds [int], total_seconds (the trainings and measurements, all seeds),
     models {teacher | student_distilled | student_hard: {
         name, parameters, size_kb, accuracy stat, agreement stat, latency_ms_batch_1 stat,
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -53,19 +55,37 @@ class Run:
     seeds: list[int]
     runs: list[dict[str, ModelReport]] = field(default_factory=list)
     seconds: float = 0.0
+    threads: list[int] = field(default_factory=list)  # the torch threads each seed trained on
 
 
 def run_report(code: SimpleNamespace, seeds: list[int], data_dir=None, device: str = "cpu",
                epochs: int | None = None, limit: int | None = None, stream=None,
                log: Callable[[str], None] = lambda text: None) -> Run:
-    """The pipeline once per seed, measuring curves; the first seed keeps its models and logits."""
+    """The pipeline once per seed, measuring curves; the first seed keeps its models and logits.
+
+    Each seed trains on the cores other processes leave idle when it starts (``threads_for_load``, the
+    worker's rule in `check all`): on a busy 2-core machine two OpenMP threads stall each other (a Teacher
+    step 4-7x slower than on one thread, benchmarks/bench_threads.py); the count is put back afterwards.
+    """
+    import torch
+
+    from .grading.end_to_end import threads_for_load
+
     run = Run(list(seeds))
     start = time.perf_counter()
-    for number, seed in enumerate(seeds):
-        prefix = f"seed {seed} ({number + 1}/{len(seeds)}): " if len(seeds) > 1 else ""
-        run.runs.append(run_pipeline(code, data_dir=data_dir, device=device, seed=seed, epochs=epochs,
-                                     stream=stream, log=lambda text: log(prefix + text), limit=limit,
-                                     curves=True, keep=number == 0))
+    before = torch.get_num_threads()
+    try:
+        for number, seed in enumerate(seeds):
+            prefix = f"seed {seed} ({number + 1}/{len(seeds)}): " if len(seeds) > 1 else ""
+            torch.set_num_threads(threads_for_load(os.cpu_count() or 1))
+            run.threads.append(torch.get_num_threads())
+            log(prefix + f"training on {torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''} "
+                "(the cores other processes leave idle)")
+            run.runs.append(run_pipeline(code, data_dir=data_dir, device=device, seed=seed, epochs=epochs,
+                                         stream=stream, log=lambda text: log(prefix + text), limit=limit,
+                                         curves=True, keep=number == 0))
+    finally:
+        torch.set_num_threads(before)
     run.seconds = time.perf_counter() - start
     return run
 
@@ -101,7 +121,7 @@ def summarise(run: Run, kind: str, code_folder: str, schedule: dict, train_examp
     gains = [100 * (r[DISTILLED].accuracy - r[HARD].accuracy) for r in run.runs]
     summary = {
         "schema": SCHEMA, "kind": kind, "code": str(code_folder), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "environment": {"torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
+        "environment": {"torch": torch.__version__, "device": device, "threads": run.threads[0] if run.threads else torch.get_num_threads(),
                         "platform": platform.platform()},
         "schedule": dict(schedule), "train_examples": train_examples, "test_examples": len(y_test),
         "seeds": list(run.seeds), "total_seconds": run.seconds, "models": models,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grader import latency
-from grader.grading.end_to_end import training_threads
+from grader.grading.end_to_end import threads_for_load, training_threads
 from grader.pipeline import DISTILLED, HARD, TEACHER, ModelReport, comparison_table
 from grader.report import EXPERIMENT_HINT, comparison_text, reading
 
@@ -145,3 +145,8 @@ def remote_with(threads: int):
 ])
 def test_the_training_thread_count_follows_the_idle_cores(threads, machine, busy, expected):
     assert training_threads(remote_with(threads), busy=busy, machine=machine) == expected
+
+
+@pytest.mark.parametrize("machine, busy, expected", [(2, 0.1, 2), (2, 1.0, 1), (2, 3.5, 1), (8, 2.5, 5)])
+def test_learnkd_reference_trains_on_the_idle_cores(machine, busy, expected):
+    assert threads_for_load(machine, busy=busy, machine=machine) == expected

@@ -132,6 +132,9 @@ def one_image(name: str, data, x_test: Tensor, logits: Tensor) -> Graph | None:
     return graph
 
 
+IDLE_SLACK = 0.25  # of a core: less busy than this counts as idle (threads_for_load)
+
+
 def busy_cores(seconds: float = 0.2) -> float:
     """How many cores other processes keep busy now: /proc/stat over ``seconds`` (else the load average)."""
     def sample():
@@ -160,8 +163,8 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
     Measured (benchmarks/bench_threads.py, a Teacher training step of batch 128, median of 3, alternating, on
     a shared 2-core machine whose other jobs kept its load average at 4.5-7): 124 ms on 1 thread against 844 ms
     on 2; with two more busy processes beside it, 447 ms against 1,734 ms (28fc973: 76 ms against 489 ms). So
-    one thread degrades gracefully and two stall. The rule: the cores other processes leave idle now
-    (``busy_cores``), rounded down, and never more than the worker's count less one core, which the judge
+    one thread degrades gracefully and two stall. The rule (``threads_for_load``): the cores other processes
+    leave idle now (``busy_cores``), rounded down, and never more than the worker's count less one core, which the judge
     uses to run the last model's graph meanwhile; at least one. A 2-core machine always trains on 1 thread;
     an idle 8-core one on 7, the same with 3 busy processes on 5. ``busy`` and ``machine`` (the cores here)
     are for the tests.
@@ -170,9 +173,18 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
     cores = getattr(settings, "threads", 1)
     if type(cores) is not int or cores <= 2:
         return 1
+    return threads_for_load(cores - 1, busy, machine)
+
+
+def threads_for_load(most: int, busy: float | None = None, machine: int | None = None) -> int:
+    """The cores other processes leave idle now, between 1 and ``most`` (``training_threads``; `learnkd
+    reference` and `report`, which train in their own process, take every idle core). Rounded down, but the
+    last quarter of a core counts as idle: daemons and the sampling itself keep an idle machine ~0.1 busy."""
+    if most <= 1:
+        return 1
     busy = busy_cores() if busy is None else busy
-    machine = machine or os.cpu_count() or cores
-    return max(1, min(cores - 1, math.floor(machine - busy)))
+    machine = machine or os.cpu_count() or most
+    return max(1, min(most, math.floor(machine - busy + IDLE_SLACK)))
 
 
 def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=None, folder: Path | None = None,
