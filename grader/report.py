@@ -64,8 +64,8 @@ def run_report(code: SimpleNamespace, seeds: list[int], data_dir=None, device: s
     """The pipeline once per seed, measuring curves; the first seed keeps its models and logits.
 
     Each seed trains on the cores other processes leave idle when it starts (``threads_for_load``, the
-    worker's rule in `check all`): on a busy 2-core machine two OpenMP threads stall each other (a Teacher
-    step 4-7x slower than on one thread, benchmarks/bench_threads.py); the count is put back afterwards.
+    worker's rule in `check all`): on an idle 2-core machine two threads take a Teacher step a fifth faster
+    than one, on a busy one 1.5-7x slower (benchmarks/bench_threads.py); the count is put back afterwards.
     """
     import torch
 

@@ -161,13 +161,14 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
     OpenMP threads wait for each other at the end of every operation; a thread that has lost its core to
     another process holds the others up, so threads beyond the idle cores cost far more than they bring.
     Measured (benchmarks/bench_threads.py, a Teacher training step of batch 128, median of 3, alternating, on
-    a shared 2-core machine whose other jobs kept its load average at 4.5-7): 124 ms on 1 thread against 844 ms
-    on 2; with two more busy processes beside it, 447 ms against 1,734 ms (28fc973: 76 ms against 489 ms). So
-    one thread degrades gracefully and two stall. The rule (``threads_for_load``): the cores other processes
-    leave idle now (``busy_cores``), rounded down, and never more than the worker's count less one core, which the judge
-    uses to run the last model's graph meanwhile; at least one. A 2-core machine always trains on 1 thread;
-    an idle 8-core one on 7, the same with 3 busy processes on 5. ``busy`` and ``machine`` (the cores here)
-    are for the tests.
+    a shared 2-core machine): idle, 51 ms on 1 thread and 41 ms on 2; with two busy processes beside it, 90 ms
+    against 131 ms; while other jobs kept its load average at 4.5-7, 124 ms against 844 ms, and with two more
+    busy processes, 447 ms against 1,734 ms (28fc973: 76 ms against 489 ms). A second thread gains a fifth on an
+    idle machine and loses up to 7x on a busy one. The rule (``threads_for_load``): the cores other processes
+    leave idle now (``busy_cores``), rounded down, and never more than the worker's count less one core, which
+    the judge uses to run the last model's graph meanwhile (two threads would stall while it does); at least
+    one. A 2-core machine always trains on 1 thread; an idle 8-core one on 7, the same with 3 busy processes on
+    5. ``busy`` and ``machine`` (the cores here) are for the tests.
     """
     settings = getattr(getattr(remote, "process", None), "settings", None)
     cores = getattr(settings, "threads", 1)
