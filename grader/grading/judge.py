@@ -98,6 +98,8 @@ def explain(err: BaseException, folder: str, timeout: float) -> dict:
         if err.kind == "memory":
             return {"message": "your code ran out of memory: is a tensor far bigger than it should be, or does a list "
                                f"keep growing? ({err.type}: {first})", "frames": frames, "not_started": False}
+        if err.kind == "runaway":
+            return {"message": f"did not finish: {first}", "frames": frames, "not_started": False}
         origin = "your code raised" if frames else "running your code raised"
         return {"message": f"{origin} {err.type}: {first}", "frames": frames, "not_started": False}
     text = str(err).strip()

@@ -157,6 +157,8 @@ def error_record(err: BaseException, folder: Path) -> dict:
         kind = "memory"
     elif isinstance(err, KeyboardInterrupt):
         kind = "interrupted"
+    elif type(err).__name__ == "RunawayLoop" and type(err).__module__.endswith("tracing"):
+        kind = "runaway"
     return {"type": type(err).__name__, "message": text, "frames": learner_frames(err.__traceback__, folder),
             "kind": kind}
 

@@ -89,14 +89,39 @@ def loader_seed(seed: int) -> int:
 # Recording
 
 
-class Recorder:
-    """The events of one run, in order, as plain data; the live outputs of the forwards, for identity."""
+class RunawayLoop(Exception):
+    """The learner's loop went on far past the epochs it was asked for: stopped before the record of its
+    steps fills the worker's memory (a loop that never ends would otherwise read as "out of memory")."""
+    kind = "runaway"
 
-    def __init__(self):
+
+RUNAWAY_FACTOR = 4  # passes or forwards beyond this many times what the epochs need: a loop that does not end
+
+
+class Recorder:
+    """The events of one run, in order, as plain data; the live outputs of the forwards, for identity.
+    ``function``, ``epochs`` and ``batches`` describe the call, for the bounds on passes and forwards."""
+
+    def __init__(self, function: str = "", epochs: int = 0, batches: int = 0):
+        self.function, self.epochs, self.batches = function, epochs, batches
+        self.passes = self.forwards = 0
         self.events: list[dict] = []
         self.outputs: list[Tensor] = []  # each forward's output as returned (graph and all), in order
         self.optimizers: list = []  # each optimizer that stepped, in order of its first step (kept alive)
         self.calls = 0  # loss calls the judge answered
+
+    def count_pass(self) -> None:
+        self.passes += 1
+        if self.epochs and self.passes > RUNAWAY_FACTOR * self.epochs + 2:
+            raise RunawayLoop(f"{self.function} had gone over the loader {self.passes} times with "
+                              f"epochs={self.epochs} (one pass is one epoch): does your epoch loop end?")
+
+    def count_forward(self) -> None:
+        self.forwards += 1
+        if self.epochs and self.forwards > RUNAWAY_FACTOR * 2 * self.epochs * self.batches + 16:
+            raise RunawayLoop(f"{self.function} had called the models {self.forwards} times in "
+                              f"{self.epochs} epoch(s) of {self.batches} batches: does a loop inside your "
+                              f"epoch loop end?")
 
     def forward_index(self, value) -> int | None:
         """The forward whose output ``value`` is (the same object), if any."""
@@ -130,6 +155,7 @@ class Probe(nn.Module):
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
+        self.recorder.count_forward()
         weight, bias = self.linear.weight.detach().clone(), self.linear.bias.detach().clone()
         out = self.linear(self.flatten(x))  # (B, 10)
         self.recorder.outputs.append(out)
@@ -140,12 +166,20 @@ class Probe(nn.Module):
         return out
 
 
-class ProbeLoader(scenarios.Batches):
-    """Batches shuffled anew on every pass; each pass is recorded with the number of batches it gave out."""
+class CountedBatches(scenarios.Batches):
+    """Batches shuffled anew on every pass, each pass counted by ``recorder`` (which stops a runaway loop)."""
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, recorder: Recorder, seed: int = 0):
         super().__init__(x, y, batch_size, shuffle=True, seed=seed)
         self.recorder = recorder
+
+    def __iter__(self):
+        self.recorder.count_pass()
+        yield from super().__iter__()
+
+
+class ProbeLoader(CountedBatches):
+    """Counted batches; each pass is recorded with the number of batches it gave out."""
 
     def __iter__(self):
         current = {"kind": "pass", "batches": 0}
@@ -279,7 +313,7 @@ def trace_train_model(worker, request: dict) -> dict:
     """The learner's train_model on a probe handed over in eval mode, on a shuffling probe loader."""
     train_model = function(worker, "train", "train_model")
     epochs, batches, batch_size, seed = _shape(request)
-    recorder = Recorder()
+    recorder = Recorder("train_model", epochs, batches)
     x, y, _ = probe_data(batches, batch_size, seed)
     model = Probe("model", recorder)
     model.eval()  # as evaluate() leaves it: train_model must switch it back
@@ -301,7 +335,7 @@ def trace_distill(worker, request: dict) -> dict:
     train_module = worker.modules.get("train") or sys.modules["learnkd_submission.train"]
     loss_module = worker.modules.get("loss")
     epochs, batches, batch_size, seed = _shape(request)
-    recorder = Recorder()
+    recorder = Recorder("distill", epochs, batches)
     x, y, teacher_weight = probe_data(batches, batch_size, seed)
     student = Probe("student", recorder, weight=torch.zeros(CLASSES, PIXELS))
     teacher = Probe("teacher", recorder, weight=teacher_weight)
@@ -327,7 +361,8 @@ def floor(worker, request: dict) -> dict:
     train_model = function(worker, "train", "train_model")
     model = scenarios.FloorNet()
     x = scenarios.normalise(request["images"])
-    loader = scenarios.Batches(x, request["labels"], int(request["batch_size"]), shuffle=True,
-                               seed=int(request["seed"]))
-    result = train_model(model, loader, epochs=int(request["epochs"]), lr=request["lr"])
+    epochs, batch_size = int(request["epochs"]), int(request["batch_size"])
+    counter = Recorder("train_model", epochs, -(-len(x) // batch_size))
+    loader = CountedBatches(x, request["labels"], batch_size, counter, seed=int(request["seed"]))
+    result = train_model(model, loader, epochs=epochs, lr=request["lr"])
     return {"graph": exporting.export_model(model, int(request["export_batch"])), "result": result}

@@ -1,7 +1,7 @@
 """train_model's epoch loop never ends: the counter is never increased.
 
 check: clears the gradients for every batch (no accumulation) [train_model]
-says: did not finish within
+says: does your epoch loop end?
 """
 
 import torch
