@@ -9,7 +9,13 @@ One method for every model and every command (`learnkd check all` on the graphs 
 - the models interleaved: each round times one call of every model, in an order that rotates from round to
   round, so a burst of load elsewhere on the machine falls on every model alike rather than on whichever was
   measured last; rounds go on until ``BUDGET_S`` is spent (between ``MIN_ROUNDS`` and ``MAX_ROUNDS``);
-- the median of the calls, and their spread, the interquartile range (IQR: the middle half of the calls);
+- the median of the calls, and their spread, the interquartile range (IQR: the middle half of the calls),
+  taken once the machine's changes of speed are set aside (``summarise_rounds``). A shared or virtual
+  machine changes speed now and then, all models at once: within one run, every call went from 0.9 ms to
+  0.5 ms between two rounds, the Students' from 0.55 to 0.29 ms. Such a step widens every model's spread
+  without making the comparison any less sound, so each round's calls are scaled by how fast the machine
+  ran around that round (all models' calls, over the nearest rounds) before the quartiles are taken; what
+  is left is each model's own scatter, such as a call cut in two by another process;
 - a figure whose IQR is wider than ``NOISY_SPREAD`` of its median is not trusted: it is shown as "noisy"
   (a busy machine: other processes took the core in the middle of the calls), not as a number.
 
@@ -45,6 +51,7 @@ BUDGET_S = {1: 1.0, 1000: 1.0}
 # away in the middle of its calls (9 of 10 runs "noisy" then).
 NOISY_SPREAD = 0.5
 NOISY = "noisy"
+LEVEL_WINDOW = 5  # rounds each side over which the machine's speed is taken (summarise_rounds)
 
 
 @dataclass
@@ -90,6 +97,29 @@ def summarise(times_s: list[float]) -> Latency:
     return Latency(median, q1, q3, len(ms))
 
 
+def summarise_rounds(times_s: dict[str, list[float]]) -> dict[str, Latency]:
+    """Each model's median call (in ms) and the quartiles of its calls once every round is scaled by how fast
+    the machine ran it (``times_s``: name -> one call per round, the rounds in the same order for every model).
+    With a single model there is nothing to scale by: its own quartiles."""
+    names = list(times_s)
+    rounds = min((len(t) for t in times_s.values()), default=0)
+    if len(names) < 2 or rounds < 2 or any(t <= 0 for n in names for t in times_s[n][:rounds]):
+        return {name: summarise(samples) for name, samples in times_s.items()}
+    # How slow each round ran: the geometric mean over the models of a call's time against that model's
+    # median; then the median of that over the nearest rounds (LEVEL_WINDOW each side): a change of speed
+    # lasts, a call cut short by another process does not, and so does not move the level.
+    medians = {n: statistics.median(times_s[n][:rounds]) for n in names}
+    ratios = [statistics.geometric_mean([times_s[n][r] / medians[n] for n in names]) for r in range(rounds)]
+    levels = [statistics.median(ratios[max(0, r - LEVEL_WINDOW):r + LEVEL_WINDOW + 1]) for r in range(rounds)]
+    out = {}
+    for name in names:
+        raw = summarise(times_s[name][:rounds])
+        steady = summarise([times_s[name][r] / levels[r] for r in range(rounds)])
+        scale = raw.median_ms / steady.median_ms
+        out[name] = Latency(raw.median_ms, steady.q1_ms * scale, steady.q3_ms * scale, raw.calls)
+    return out
+
+
 def measure(models: dict[str, dict[int, Callable]], batches=BATCHES, budget_s: dict[int, float] | None = None,
             clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[int, Latency]]:
     """Latency of each model at each batch size, the models interleaved, on ``THREADS`` thread(s).
@@ -113,8 +143,8 @@ def measure(models: dict[str, dict[int, Callable]], batches=BATCHES, budget_s: d
                     for _ in range(WARMUP_CALLS.get(batch, 1)):
                         fn(x)
                 times = interleaved(runs, x, budget_s.get(batch, 1.0), clock, MIN_ROUNDS.get(batch, 5))
-                for name, samples in times.items():
-                    result[name][batch] = summarise(samples)
+                for name, timed in summarise_rounds(times).items():
+                    result[name][batch] = timed
     finally:
         torch.set_num_threads(threads)
         if enabled:

@@ -150,3 +150,24 @@ def test_the_training_thread_count_follows_the_idle_cores(threads, machine, busy
 @pytest.mark.parametrize("machine, busy, expected", [(2, 0.1, 2), (2, 1.0, 1), (2, 3.5, 1), (8, 2.5, 5)])
 def test_learnkd_reference_trains_on_the_idle_cores(machine, busy, expected):
     assert threads_for_load(machine, busy=busy, machine=machine) == expected
+
+
+def test_a_change_of_speed_that_every_model_meets_alike_does_not_widen_the_spread():
+    # halfway through, the machine runs every call at half the speed (a virtual CPU moved, a clock changed)
+    teacher = [0.50e-3] * 20 + [1.00e-3] * 20
+    student = [0.30e-3] * 20 + [0.60e-3] * 20
+    raw = latency.summarise(teacher)
+    assert raw.noisy, "the calls alone spread over half their median"
+    timed = latency.summarise_rounds({"teacher": teacher, "student": student})
+    assert timed["teacher"].median_ms == pytest.approx(raw.median_ms), "the figure is the calls' median"
+    assert timed["teacher"].iqr_ms == pytest.approx(0.0, abs=1e-9) and not timed["teacher"].noisy
+    assert timed["student"].iqr_ms == pytest.approx(0.0, abs=1e-9)
+
+
+def test_calls_of_one_model_cut_by_other_processes_still_count_as_noisy():
+    students = [0.30e-3] * 40
+    teacher = [0.50e-3, 0.50e-3, 2.50e-3] * 13 + [0.50e-3]  # every third call loses the core for 2 ms
+    timed = latency.summarise_rounds({"teacher": teacher, "distilled": students, "hard": list(students)})
+    assert timed["teacher"].noisy
+    assert not timed["distilled"].noisy and timed["distilled"].iqr_ms == pytest.approx(0.0, abs=1e-9), \
+        "the Teacher's lost calls do not spill onto the others"
