@@ -136,9 +136,10 @@ def remote_with(threads: int):
 
 
 @pytest.mark.parametrize("threads, machine, busy, expected", [
-    (2, 2, 0.0, 1),    # 2 cores: one for the training, one for the judge
+    (2, 2, 0.0, 2),    # an idle 2-core machine: both (the judge measures between trainings)
+    (2, 2, 1.0, 1),    # one busy process beside it: the idle core only
     (2, 2, 2.0, 1),
-    (8, 8, 0.1, 7),    # idle: every core but the judge's
+    (8, 8, 0.1, 8),    # idle: every core
     (8, 8, 3.0, 5),    # three busy processes: the idle cores only
     (8, 8, 7.9, 1),    # never fewer than one
     (1, 8, 0.0, 1),    # the worker's own count (the project's tests: 1) caps it

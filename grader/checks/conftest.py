@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from grader.checking import single_thread
-from grader.grading import judge
+from grader.grading import session
 from grader.grading.request import GradingRequest
 from grader.topics import ALL, topic_names
 
@@ -46,8 +46,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def options(pytestconfig) -> GradingRequest:
-    if judge.request is not None:
-        return judge.request
+    if session.request is not None:
+        return session.request
     path = pytestconfig.getoption("--learnkd-request")
     if path is None:
         return GradingRequest()
@@ -67,9 +67,9 @@ def reference():
 def submission():
     """The learner's modules, as ``submission.loss``, ...: they run in the worker; a file that failed to load
     fails the checks that ask for it."""
-    if judge.remote is None:
+    if session.remote is None:
         pytest.fail("the checks run in the judge (python -m grader.grading.judge), which starts the worker")
-    return judge.remote
+    return session.remote
 
 
 @pytest.fixture(autouse=True)

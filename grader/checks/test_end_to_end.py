@@ -8,7 +8,7 @@ and the judge measures each returned graph on the test split, which the learner'
 import pytest
 
 from grader.checking import expect
-from grader.grading import end_to_end, judge
+from grader.grading import end_to_end, session
 from grader.pipeline import DISTILLED, HARD, TEACHER
 from grader.report import comparison_text
 from grader.topics import schedule
@@ -32,8 +32,8 @@ def pipeline(request, submission, options) -> end_to_end.EndToEnd:
     if failed:
         pytest.skip(f"fix the failing topics first ({', '.join(failed)}); then `learnkd check all` trains your models on MNIST")
     return end_to_end.run(submission, data_dir=options.data_dir, device=options.device, seed=options.seed,
-                          cache_dir=options.cache_dir, folder=options.path, progress=not judge.quiet,
-                          log=judge.progress)
+                          cache_dir=options.cache_dir, folder=options.path, progress=not session.quiet,
+                          log=session.progress)
 
 
 def test_teacher_reaches_the_floor(pipeline, request):

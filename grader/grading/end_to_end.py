@@ -22,7 +22,6 @@ import hashlib
 import math
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -165,16 +164,17 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
     against 131 ms; while other jobs kept its load average at 4.5-7, 124 ms against 844 ms, and with two more
     busy processes, 447 ms against 1,734 ms (28fc973: 76 ms against 489 ms). A second thread gains a fifth on an
     idle machine and loses up to 7x on a busy one. The rule (``threads_for_load``): the cores other processes
-    leave idle now (``busy_cores``), rounded down, and never more than the worker's count less one core, which
-    the judge uses to run the last model's graph meanwhile (two threads would stall while it does); at least
-    one. A 2-core machine always trains on 1 thread; an idle 8-core one on 7, the same with 3 busy processes on
-    5. ``busy`` and ``machine`` (the cores here) are for the tests.
+    leave idle now (``busy_cores``), rounded down, never more than the worker was given, at least one. The
+    judge measures each model before the next one trains (``Run.measure_now``), so it takes no core from a
+    training. An idle 2-core machine trains on 2 threads (`check all --solutions`: 91 s on 1 thread against
+    63 s before the judge and the worker were split, which trained on torch's 2); with one busy process
+    beside it on 1. ``busy`` and ``machine`` (the cores here) are for the tests.
     """
     settings = getattr(getattr(remote, "process", None), "settings", None)
     cores = getattr(settings, "threads", 1)
-    if type(cores) is not int or cores <= 2:
+    if type(cores) is not int or cores <= 1:
         return 1
-    return threads_for_load(cores - 1, busy, machine)
+    return threads_for_load(cores, busy, machine)
 
 
 def threads_for_load(most: int, busy: float | None = None, machine: int | None = None) -> int:
@@ -195,16 +195,16 @@ def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=Non
 
     ``folder``: the submission's files, which key the cached teacher (the judge's private copy);
     ``progress``: the worker shows progress bars on its stderr; ``limit``: train on the first ``limit``
-    training images only (the project's tests). The judge runs each returned graph on the test set on
-    one thread of its own while the worker trains the next model.
+    training images only (the project's tests). The judge runs each returned graph on the test set
+    before the worker trains the next model.
     """
-    with ThreadPoolExecutor(max_workers=1) as pool, single_thread():
-        return Run(remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout, pool).run()
+    with single_thread():
+        return Run(remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout).run()
 
 
 class Run:
-    def __init__(self, remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout, pool):
-        self.remote, self.log, self.timeout, self.pool = remote, log, train_timeout, pool
+    def __init__(self, remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout):
+        self.remote, self.log, self.timeout = remote, log, train_timeout
         self.start = time.perf_counter()
         self.plan = schedule()
         root, how = resolve_data_dir(data_dir)
@@ -216,7 +216,7 @@ class Run:
         self.data = {"key": self.digest, "images": images, "labels": labels}
         self.base = {"seed": seed, "device": device, "schedule": self.plan, "progress": progress}
         self.result = EndToEnd(timeout=train_timeout, train_examples=len(labels), test_examples=len(self.y_test))
-        self.pending: dict[str, tuple[Future, dict, bool]] = {}  # name -> (its measurement, its reply, cached)
+        self.pending: dict[str, tuple[Measured | GraphError, dict, bool]] = {}  # name -> (measured, reply, cached)
         self.teacher_state = None
         self.cache_dir, self.key = cache_dir, None
         if cache_dir and folder is not None:
@@ -252,19 +252,19 @@ class Run:
         self.log(f"({step}/3) {DONE[name]}: trained in {time.perf_counter() - start:.0f} s")
         return reply
 
-    def measure_later(self, name: str, reply: dict, cached: bool = False, done: Measured | None = None) -> None:
-        """Run the model's graph on the test set in the background (or take ``done``, measured already)."""
+    def measure_now(self, name: str, reply: dict, cached: bool = False, done: Measured | None = None) -> None:
+        """Run the model's graph on the test set (or take ``done``, measured already), before the next training
+        starts: a measurement beside a training would take a core from it (``training_threads``)."""
         if done is None:
             graph = reply.get("graph")
-            if graph is None:
-                future = Future()
-                future.set_exception(export_problem(name, reply))
-            else:
-                future = self.pool.submit(measure, name, graph, self.x_test, self.y_test, reply.get("latency_graph"))
-        else:
-            future = Future()
-            future.set_result(done)
-        self.pending[name] = (future, reply, cached)
+            try:
+                if graph is None:
+                    raise export_problem(name, reply)
+                done = measure(name, graph, self.x_test, self.y_test, reply.get("latency_graph"))
+            except GraphError as err:
+                self.pending[name] = (err, reply, cached)
+                return
+        self.pending[name] = (done, reply, cached)
 
     def cached_teacher(self) -> bool:
         """Load the teacher from the judge's cache into the worker; False when there is no usable entry."""
@@ -284,7 +284,7 @@ class Run:
         self.log("(1/3) your Teacher: the one trained before with this code (the teacher cache)")
         done.single = one_image(TEACHER, reply.get("latency_graph"), self.x_test, done.logits)
         self.teacher_state = entry["state_dict"]
-        self.measure_later(TEACHER, {**reply, "losses": entry["losses"], "seconds": entry["seconds"]}, True, done)
+        self.measure_now(TEACHER, {**reply, "losses": entry["losses"], "seconds": entry["seconds"]}, True, done)
         return True
 
     def run(self) -> EndToEnd:
@@ -302,12 +302,12 @@ class Run:
                 return result
             state = reply.get("state_dict")
             self.teacher_state = state if teacher_cache.plain_state_dict(state) else None
-            self.measure_later(TEACHER, reply)
+            self.measure_now(TEACHER, reply)
         for step, name, what in (
                 (2, DISTILLED, f"distilling your Student from it with your distill (T={plan['T']}, alpha={plan['alpha']})"),
                 (3, HARD, "training the same Student on hard labels only, with your train_model")):
             try:
-                self.measure_later(name, self.train(step, name, what))
+                self.measure_now(name, self.train(step, name, what))
             except (LearnerError, WorkerGone, CheckFailed) as err:
                 result.problems[name] = err
         self.finish()
@@ -316,17 +316,16 @@ class Run:
         return result
 
     def finish(self) -> None:
-        """The reports, once every graph has run; the latencies; the trained teacher into the cache."""
+        """The reports of the measured models; the latencies; the trained teacher into the cache."""
         measured: dict[str, Measured] = {}
         for name in (TEACHER, DISTILLED, HARD):
             if name not in self.pending:
                 continue
-            future, reply, cached = self.pending[name]
-            try:
-                done = measured[name] = future.result()
-            except GraphError as err:
-                self.result.problems[name] = CheckFailed(str(err))
+            done, reply, cached = self.pending[name]
+            if isinstance(done, GraphError):
+                self.result.problems[name] = CheckFailed(str(done))
                 continue
+            measured[name] = done
             teacher = measured.get(TEACHER)
             agreement = (done.logits.argmax(1) == teacher.logits.argmax(1)).float().mean().item() if teacher else None
             raw, seconds = reply.get("losses"), reply.get("seconds")

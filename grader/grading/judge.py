@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pluggy import HookimplMarker
 
+from . import session
 from .channel import CHECK, END, PLAN, Writer
 from .request import GradingRequest
 from .worker_process import LearnerError, Settings, WorkerGone, WorkerProcess
@@ -27,20 +28,6 @@ hookimpl = HookimplMarker("pytest")  # pytest's own marker, without importing py
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 MESSAGE_LIMIT = 2000  # characters of a learner's exception message that a result keeps
 
-# The run's worker and request, for the checks' fixtures (grader/checks/conftest.py).
-remote = None  # grader.grading.remote.Remote
-request: GradingRequest | None = None
-# A stream to the real terminal, for progress of long checks (pytest captures sys.stderr).
-progress_stream = None
-# True when the run's output goes to a log or a pipe, not a terminal: long checks then show no progress bars.
-quiet = False
-
-
-def progress(text: str) -> None:
-    """Show a progress line to the learner while a long check runs."""
-    if progress_stream is not None:
-        progress_stream.write(text + "\n")
-        progress_stream.flush()
 
 
 def check_name(item) -> str:
@@ -117,14 +104,7 @@ class Collector:
         self.reported: set[str] = set()
         self.collect_errors = 0
 
-    @staticmethod
-    def topic_of(item) -> str:
-        from ..topics import ALL, topic_names
-
-        for name in [*topic_names(), ALL]:
-            if item.get_closest_marker(name):
-                return name
-        return "other"
+    topic_of = staticmethod(session.topic_of)
 
     def pytest_collectreport(self, report):
         self.collect_errors += report.failed
@@ -193,15 +173,15 @@ def read_config() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    global progress_stream, quiet, remote, request
     request_file = argv[0]
     config = read_config()
-    quiet = bool(config.get("worker_log")) or not config.get("progress", True)
+    session.quiet = quiet = bool(config.get("worker_log")) or not config.get("progress", True)
     with open(request_file) as f:
-        request = GradingRequest(**json.load(f))
-    progress_stream = os.fdopen(os.dup(2), "w")  # pytest captures fd 2 during checks; this copy is not
+        session.request = request = GradingRequest(**json.load(f))
+    # pytest captures fd 2 during checks; this copy is not
+    session.progress_stream = progress_stream = os.fdopen(os.dup(2), "w")
     if "all" in request.topics:  # `check all`: say something before PyTorch loads
-        progress("starting the grader: PyTorch loads here and in the sandbox (seconds)")
+        session.progress("starting the grader: PyTorch loads here and in the sandbox (seconds)")
     channel = Writer(config.pop("fd"), bytes.fromhex(config.pop("key")))
     # The worker starts first: Python and torch load in the sandbox while the judge loads its own.
     settings = Settings(memory_mb=config.get("memory_mb") or None, output_mb=config.get("output_mb"),
@@ -212,13 +192,12 @@ def main(argv: list[str]) -> int:
     process.start()
     import pytest
 
+    from .phases import Phases  # a line per topic, and on a terminal a bar: never silent for long
     from .remote import Remote
 
-    remote = Remote(process, request.check_timeout)
+    session.remote = Remote(process, request.check_timeout)
     collector = Collector(channel, request.display or request.path, request.check_timeout)
     try:
-        from .phases import Phases  # a line per topic, and on a terminal a bar: never silent for long
-
         code = pytest.main(pytest_args(request, request_file), plugins=[collector, Phases(progress_stream, not quiet)])
     finally:
         process.stop()
@@ -230,7 +209,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # The checks import grader.grading.judge for the run's worker: that module, not this __main__, holds it.
-    from grader.grading import judge as _judge
-
-    sys.exit(_judge.main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

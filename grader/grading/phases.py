@@ -14,6 +14,7 @@ import os
 import threading
 
 from ..topics import ALL
+from .session import topic_of
 
 REDRAW_S = 1.0
 
@@ -53,11 +54,9 @@ class Phases:
             self.bar.refresh()
 
     def pytest_collection_finish(self, session):
-        from .judge import Collector
-
         self.config = session.config
         for item in session.items:
-            topic = self.topic_of[item.nodeid] = Collector.topic_of(item)
+            topic = self.topic_of[item.nodeid] = topic_of(item)
             if topic not in self.counts:
                 self.order.append(topic)
                 self.counts[topic] = 0

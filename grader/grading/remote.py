@@ -31,9 +31,9 @@ class Remote:
         return dict(self.process.ready().get("errors") or {})
 
     def load_error(self, stem: str) -> str | None:
-        from . import judge
+        from . import session  # the run's request, set by the judge
 
-        note = (judge.request.notes if judge.request else {}).get(f"{stem}.py")
+        note = (session.request.notes if session.request else {}).get(f"{stem}.py")
         if note:
             return f"{stem}.py {note}"
         error = self.errors.get(stem)
@@ -41,7 +41,7 @@ class Remote:
             return None
         from ..submission import display_path
 
-        folder = (judge.request.display or judge.request.path) if judge.request else "."
+        folder = (session.request.display or session.request.path) if session.request else "."
         file = display_path(Path(folder) / Path(str(error.get("file"))).name)
         where = f"{file}:{error.get('line')}" if type(error.get("line")) is int else file
         return f"{where}: {str(error.get('message'))[:2000]}"

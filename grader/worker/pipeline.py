@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import exporting, scenarios
-from .tasks import function, task
+from .registry import function, task
 
 DATA, TEACHER = "pipeline.data", "pipeline.teacher"  # what the worker keeps between requests (worker.models)
 EXPORT_BATCH = 1000  # the judge runs the graphs on the test set in batches of this size

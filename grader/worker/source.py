@@ -29,7 +29,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from .tasks import task
+from .registry import task
 
 MAX_TARGETS, MAX_TEXT = 20, 300
 

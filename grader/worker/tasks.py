@@ -12,21 +12,11 @@ A model trained by one request is kept, under the name the judge gave it, for th
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import Tensor, nn
 
 from . import exporting, scenarios
-
-TASKS = {}
-
-
-def task(name: str):
-    def register(fn):
-        TASKS[name] = fn
-        return fn
-    return register
+from .registry import TASKS, function, task
 
 
 def run(worker, request: dict):
@@ -37,13 +27,6 @@ def run(worker, request: dict):
     if type(seed) is int:
         torch.manual_seed(seed)
     return TASKS[op](worker, request)
-
-
-def function(worker, module: str, name: str):
-    fn = getattr(worker.modules.get(module) or sys.modules[f"learnkd_submission.{module}"], name)
-    if not callable(fn):
-        raise TypeError(f"{module}.{name} is not a function: it is {type(fn).__name__}")
-    return fn
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from . import exporting, scenarios
-from .tasks import function, task
+from .registry import function, task
 
 CLASSES = 10
 IMAGE = (1, 28, 28)
