@@ -1,3 +1,4 @@
+# Generated from solutions/evaluate.py by `python -m grader.course.stubs` (course authors edit that file, not this one).
 """Topic `evaluate`: the accuracy of a model on a data set."""
 
 import torch

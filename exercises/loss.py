@@ -1,3 +1,4 @@
+# Generated from solutions/loss.py by `python -m grader.course.stubs` (course authors edit that file, not this one).
 """Topic `loss`: soft targets and the knowledge-distillation loss (Hinton, Vinyals & Dean 2015)."""
 
 import torch.nn.functional as F

@@ -46,8 +46,8 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
     """
     # TODO(loss): soften both distributions with T, compare them with KL, mix in the hard-label loss.
     ### BEGIN SOLUTION
-    log_p_student = F.log_softmax(student_logits / T, dim=1)  # (B, C)
-    log_p_teacher = F.log_softmax(teacher_logits / T, dim=1)  # (B, C)
+    log_p_student = F.log_softmax(student_logits / T, dim=-1)  # (B, C)
+    log_p_teacher = F.log_softmax(teacher_logits / T, dim=-1)  # (B, C)
     # batchmean: sum over classes, mean over the batch; log_target avoids 0 * log(0) for confident teachers
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     # T**2 keeps the soft term's gradients on the scale of the hard term's (Hinton et al. 2015, sec. 2)

@@ -17,8 +17,9 @@ def train_model(model: nn.Module, loader, epochs: int = 3, lr: float = 1e-3) -> 
 
     Args:
         model: maps (B, 1, 28, 28) images to (B, 10) logits; trained in place.
-        loader: an iterable of (x, y) batches with a len() (learnkd's Batches, a DataLoader, a list);
-            iterating it again starts a new epoch.
+        loader: an iterable of (x, y) batches (learnkd's Batches, a DataLoader, a list); iterating it
+            again starts a new epoch. ``len(loader)`` is its number of batches per epoch: the hinted
+            cosine schedule takes ``epochs * len(loader)`` steps.
         epochs: number of passes over the data.
         lr: Adam's learning rate.
     Returns:
@@ -58,7 +59,7 @@ def distill(student: nn.Module, teacher: nn.Module, loader, epochs: int = 3,
     Args:
         student: the model to train, in place.
         teacher: a trained model; only its outputs are used.
-        loader: any iterable of (x, y) batches.
+        loader: as in ``train_model``.
         epochs, lr: as in ``train_model``.
         T, alpha: temperature and soft-term weight of ``distillation_loss``.
     Returns:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from grader.grading import run_grading
 from grader.grading.request import GradingRequest
-from grader.results import TopicResult, by_topic
-from grader.stubs import SOLUTIONS
-from grader.topics import get_topic
+from grader.grading.results import TopicResult, by_topic
+from grader.course.stubs import SOLUTIONS
+from grader.course.topics import get_topic
 
 TESTS = Path(__file__).resolve().parent
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.checking import single_thread
+from grader.grading.checking import single_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -22,6 +22,6 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Torch on one thread for a test module (grader.checking.single_thread): tiny tensors, small models."""
+    """Torch on one thread for a test module (grader.grading.checking.single_thread): tiny tensors, small models."""
     with single_thread():
         yield

@@ -12,7 +12,7 @@ Every attack is graded in one batch (``classroom.grade_batch``, `learnkd grade`'
 with two victims (honest copies of solutions/) and two stubs (the reference with one topic's file put back
 to its exercise stub), under a temporary HOME holding a fake SSH key, .bashrc and teacher cache, with a
 listener on 127.0.0.1 started here. Each attack earns at most what the stub earns for its topic; the
-victims earn what they earn graded alone; the gradebook, the fake HOME and grader/points.toml are left as
+victims earn what they earn graded alone; the gradebook, the fake HOME and grader/course/points.toml are left as
 they were; no byte reaches the listener; and no process of the batch is left when grading returns.
 
 The attacks run only inside a sandbox (bubblewrap or util-linux unshare): where none can be made these
@@ -42,11 +42,11 @@ from xml.etree import ElementTree
 
 import pytest
 
-from grader.classroom import GRADEBOOK, JUNIT, RESULTS, Options, grade_batch
+from grader.classroom.batch import GRADEBOOK, JUNIT, RESULTS, Options, grade_batch
 from grader.grading import sandbox
-from grader.points import POINTS_FILE
-from grader.results import by_topic
-from grader.stubs import SOLUTIONS
+from grader.course.points import POINTS_FILE
+from grader.grading.results import by_topic
+from grader.course.stubs import SOLUTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "exercises"
@@ -65,7 +65,7 @@ CATALOGUE = {
     "guard_off_importlib": "the old guard switched off, then the reference imported with importlib",
     "gc_channel_writer": "gc.get_objects() rewriting the results channel's Writer",
     "exec_reference": "code made with exec() calling the reference",
-    "patch_tolerances": "grader.checking.difference's defaults and the tolerance constants patched",
+    "patch_tolerances": "grader.grading.checking.difference's defaults and the tolerance constants patched",
     "torch_function_mode": "a TorchFunctionMode making torch.allclose / torch.equal return True",
     "tensor_subclass": "a Tensor subclass with __torch_function__",
     "evaluate_float_subclass": "evaluate returning a float subclass whose __sub__ gives 0",
@@ -77,7 +77,7 @@ CATALOGUE = {
     "overwrite_classmates": "classmates' graded copies overwritten",
     "kill_siblings": "SIGKILL of the sibling grading processes",
     "daemon_gradebook": "a double-forked daemon rewriting gradebook.csv after grade exits",
-    "append_points": "grader/points.toml appended to",
+    "append_points": "grader/course/points.toml appended to",
     "cache_poison": "the teacher cache poisoned",
     "endless_loop": "signal.signal(SIGALRM, SIG_IGN) and an endless loop",
     "atexit_endless": "an atexit endless loop",

@@ -21,14 +21,14 @@ from xml.etree import ElementTree
 import pytest
 from click.testing import CliRunner
 
-from grader import classroom
-from grader import points as points_module
-from grader.classroom import OUTPUT_NAMES, find_layout, prepare, unique_names, unpack, write_atomic
+from grader.classroom import batch as classroom
+from grader.course import points as points_module
+from grader.classroom.batch import OUTPUT_NAMES, find_layout, prepare, unique_names, unpack, write_atomic
 from grader.grading import sandbox
 from grader.cli import cli
-from grader.gradescope_bundle import write_bundle
-from grader.results import CheckResult, gradescope
-from grader.stubs import SOLUTIONS
+from grader.classroom.gradescope import write_bundle
+from grader.grading.results import CheckResult, gradescope
+from grader.course.stubs import SOLUTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "exercises"

@@ -18,8 +18,8 @@ import torch
 from click.testing import CliRunner
 
 from grader.cli import cli
-from grader.stubs import EXERCISES, SOLUTIONS, make_stub
-from grader.topics import get_topic, topic_names, topics
+from grader.course.stubs import EXERCISES, SOLUTIONS, exercise_file
+from grader.course.topics import get_topic, topic_names, topics
 
 LEARNKD = Path(sys.executable).with_name("learnkd")
 
@@ -129,7 +129,7 @@ def test_reset_backs_up_the_learners_file_then_restores_the_stub(project):
                              "models": {"status": "done", "passed": 4, "total": 4}})
     result = learnkd("reset", "loss")
     assert result.exit_code == 0, result.output
-    stub = make_stub((SOLUTIONS / "loss.py").read_text(), "loss", "loss.py")
+    stub = exercise_file((SOLUTIONS / "loss.py").read_text(), "loss", "loss.py")
     assert (project / "exercises" / "loss.py").read_text() == stub
     backups = list((project / ".learnkd" / "backups").glob("loss-*.py"))
     assert len(backups) == 1 and backups[0].read_text() == mine
@@ -226,7 +226,7 @@ def test_check_loss_on_the_solutions_passes_and_writes_gradescope_json(project):
     results = json.loads(out.read_text())
     assert_gradescope_results(results, "loss")
     assert all(t["status"] == "passed" for t in results["tests"])
-    assert results["score"] == results["max_score"] > 0  # points per check come from grader/points.toml
+    assert results["score"] == results["max_score"] > 0  # points per check come from grader/course/points.toml
     loss_number = topic_names().index("loss") + 1
     assert [t["number"] for t in results["tests"]] == [f"{loss_number}.{i}" for i in range(1, len(results["tests"]) + 1)]
     assert all(t["name"].startswith("loss: ") for t in results["tests"])
@@ -307,14 +307,14 @@ def printed(*topics_, verbose: bool = False) -> str:
 
 def result(topic: str, name: str, status: str = "failed", message: str = "", output: str = "",
            frames: list[str] | None = None):
-    from grader.results import CheckResult
+    from grader.grading.results import CheckResult
 
     return CheckResult(id=f"{topic}::{name}", topic=topic, name=name, status=status, message=message, output=output,
                        frames=frames or [])
 
 
 def test_the_end_to_end_label_is_followed_by_a_space():
-    from grader.results import TopicResult
+    from grader.grading.results import TopicResult
 
     out = printed(TopicResult("all", [result("all", "trains", "passed")]), TopicResult("loss", [result(
         "loss", "x", "passed")]))
@@ -325,7 +325,7 @@ def test_the_end_to_end_label_is_followed_by_a_space():
 
 
 def test_a_checks_report_is_printed_under_its_own_line_not_under_another_checks():
-    from grader.results import TopicResult
+    from grader.grading.results import TopicResult
 
     topic = TopicResult("train", [
         result("train", "steps the optimizer once per batch", message="train_model never calls optimizer.step()."),
@@ -337,7 +337,7 @@ def test_a_checks_report_is_printed_under_its_own_line_not_under_another_checks(
 
 
 def test_a_long_explanation_is_said_once_then_referred_to():
-    from grader.results import TopicResult
+    from grader.grading.results import TopicResult
 
     says = ("alpha weighs the wrong term: alpha multiplies the soft (KL) term and (1 - alpha) the hard "
             "cross-entropy term, not the other way round.")
@@ -354,7 +354,7 @@ def test_a_long_explanation_is_said_once_then_referred_to():
 
 
 def test_the_same_message_for_several_checks_is_printed_once_with_their_count():
-    from grader.results import TopicResult
+    from grader.grading.results import TopicResult
 
     message = "exercises/loss.py:3: SyntaxError: invalid syntax"
     topic = TopicResult("loss", [result("loss", f"check {i}", message=message) for i in range(3)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.data import Batches, load_mnist
+from grader.lab.data import Batches, load_mnist
 from solutions.evaluate import evaluate
 from solutions.loss import distillation_loss, soft_targets
 from solutions.models import Student, Teacher

@@ -17,16 +17,16 @@ import pytest
 import torch
 from torch import nn
 
-from grader import teacher_cache
+from grader.lab import teacher_cache
 from grader.grading import copy_submission, end_to_end, judge, run_grading, sandbox
 from grader.grading.graph import OPERATIONS, Graph, GraphError
 from grader.grading.remote import Remote
 from grader.grading.worker_process import Settings, WorkerProcess
 from grader.grading.request import GradingRequest
-from grader.pipeline import DISTILLED, HARD, TEACHER
-from grader.results import by_topic
-from grader.stubs import SOLUTIONS
-from grader.topics import ALL, topic_names
+from grader.lab.pipeline import DISTILLED, HARD, TEACHER
+from grader.grading.results import by_topic
+from grader.course.stubs import SOLUTIONS
+from grader.course.topics import ALL, topic_names
 from grader.worker import exporting
 from bank import load_module
 

@@ -1,4 +1,4 @@
-"""The comparison's latency (grader.latency) and how the table and its reading say it.
+"""The comparison's latency (grader.lab.latency) and how the table and its reading say it.
 
 The figures here come from a fake clock: what is tested is the method (one thread, warm-up, the models
 interleaved, the median and the interquartile range, "noisy" past the threshold) and the words, never a time.
@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grader import latency
-from grader.grading.end_to_end import threads_for_load, training_threads
-from grader.pipeline import DISTILLED, HARD, TEACHER, ModelReport, comparison_table
-from grader.report import EXPERIMENT_HINT, comparison_text, reading
+from grader.lab import latency
+from grader.grading.end_to_end import training_threads
+from grader.lab.cores import threads_for_load
+from grader.lab.pipeline import DISTILLED, HARD, TEACHER, ModelReport, comparison_table
+from grader.lab.report import EXPERIMENT_HINT, comparison_text, reading
 
 
 class FakeClock:

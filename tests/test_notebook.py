@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import cli
-from grader.notebook import (LIMIT_ENV, TAG_PREFIX, join_module, split_module, topic_parts, without_markers)
-from grader.stubs import SOLUTIONS, stub_files
-from grader.topics import get_topic, topics
+from grader.notebook.build import (LIMIT_ENV, TAG_PREFIX, join_module, split_module, topic_parts, without_markers)
+from grader.course.stubs import SOLUTIONS, stub_files
+from grader.course.topics import get_topic, topics
 
 TESTS = Path(__file__).resolve().parent
 EXIT_FAILED, EXIT_USAGE = 1, 2

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.data import SPLITS, find_raw_file
+from grader.lab.data import SPLITS, find_raw_file
 
 TRAIN_IMAGES = 4096  # the topic checks use the first 2,048 and a few hundred held out; the rest trains end to end
 LEARNKD = shutil.which("learnkd") or str(Path(sys.executable).with_name("learnkd"))

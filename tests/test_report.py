@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import cli
-from grader.report import COLUMNS, EXPERIMENT_HINT, NOISE_POINTS, format_table, verdict
-from grader.stubs import SOLUTIONS, make_stub
+from grader.lab.report import COLUMNS, EXPERIMENT_HINT, NOISE_POINTS, format_table, verdict
+from grader.course.stubs import SOLUTIONS, make_stub
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_PNG_BYTES = 5_000  # the smallest figure (one panel, axes and a legend) is about 40 KB; a blank one is < 5 KB

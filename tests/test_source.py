@@ -11,7 +11,7 @@ import pytest
 
 from grader.diagnose import loss as loss_diagnosis
 from grader.diagnose import train as train_diagnosis
-from grader.stubs import SOLUTIONS
+from grader.course.stubs import SOLUTIONS
 from grader.worker import tasks
 from grader.worker.serve import Worker, load_submission
 

@@ -1,4 +1,4 @@
-"""exercises/ is solutions/ with each solution region replaced by a stub (grader.stubs), and stays so."""
+"""exercises/ is solutions/ with each solution region replaced by a stub (grader.course.stubs), and stays so."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from grader.stubs import EXERCISES, SOLUTIONS, StubError, make_stub, stub_files, stub_message
-from grader.topics import topic_for_file, topics
+from grader.course.stubs import EXERCISES, SOLUTIONS, StubError, make_stub, stub_files, stub_message
+from grader.course.topics import topic_for_file, topics
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 TOPIC_FILES = [t.file for t in topics()]
@@ -21,7 +21,7 @@ def test_exercises_are_exactly_what_the_generator_makes():
     on_disk = {p.name: p.read_text() for p in sorted(EXERCISES.glob("*.py"))}
     assert sorted(stubs) == sorted(on_disk), "exercises/ and solutions/ hold different .py files"
     stale = [name for name in stubs if stubs[name] != on_disk[name]]
-    assert not stale, f"exercises/ is out of date for {stale}: run `python -m grader.stubs`"
+    assert not stale, f"exercises/ is out of date for {stale}: run `python -m grader.course.stubs`"
 
 
 def test_every_topic_file_exists_in_both_trees():
@@ -196,7 +196,7 @@ def test_the_teacher_stub_and_the_readme_state_the_floor_and_the_schedule_of_che
     """The Teacher's docstring and the README repeat the floor and the epochs for the reader: they must not drift."""
     from pathlib import Path
 
-    from grader.topics import schedule
+    from grader.course.topics import schedule
 
     root = Path(__file__).parents[1]
     checks = ast.parse((root / "grader" / "checks" / "test_end_to_end.py").read_text())  # not imported: no marks
@@ -209,4 +209,4 @@ def test_the_teacher_stub_and_the_readme_state_the_floor_and_the_schedule_of_che
     assert f"{teacher_floor:.1%}" in doc, "the Teacher's docstring names another floor"
     readme = " ".join((root / "README.md").read_text().split())  # line breaks do not count
     assert f"Teacher {teacher_floor:.1%}, distilled Student {student_floor:.1%}" in readme, "README: floors differ"
-    assert f"schedule of `grader/topics.toml`: {schedule()['epochs']} epochs" in readme, "README: schedule differs"
+    assert f"schedule of `grader/course/topics.toml`: {schedule()['epochs']} epochs" in readme, "README: schedule differs"

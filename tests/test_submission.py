@@ -1,4 +1,4 @@
-"""grader.submission: a learner's folder imported as a package of its own, and load errors in words."""
+"""grader.grading.submission: a learner's folder imported as a package of its own, and load errors in words."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import solutions.evaluate
 import solutions.loss
 import solutions.models
 import solutions.train
-from grader.checking import CheckFailed
-from grader.stubs import SOLUTIONS
-from grader.submission import display_path, load_submission
+from grader.grading.checking import CheckFailed
+from grader.course.stubs import SOLUTIONS
+from grader.grading.submission import display_path, load_submission
 
 REFERENCE = {"models": solutions.models, "loss": solutions.loss, "train": solutions.train,
              "evaluate": solutions.evaluate}
@@ -83,7 +83,7 @@ def test_sys_exit_at_import_is_caught(folder):
     assert "loss" in sub.modules
 
 
-@pytest.mark.parametrize("line", ["from solutions.loss import distillation_loss", "import grader.checking",
+@pytest.mark.parametrize("line", ["from solutions.loss import distillation_loss", "import grader.grading.checking",
                                   "import solutions"])
 def test_importing_the_reference_or_the_grader_is_refused(folder, line):
     source = (folder / "loss.py").read_text()

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grader.checking import single_thread
+from grader.grading.checking import single_thread
 from grader.grading import session
 from grader.grading.request import GradingRequest
-from grader.topics import ALL, topic_names
+from grader.course.topics import ALL, topic_names
 
 
 def pytest_addoption(parser):
@@ -81,6 +81,6 @@ def seeded(options):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """The topic checks' modules run on one thread (grader.checking.single_thread); the end-to-end training does not."""
+    """The topic checks' modules run on one thread (grader.grading.checking.single_thread); the end-to-end training does not."""
     with single_thread():
         yield

@@ -7,11 +7,11 @@ and the judge measures each returned graph on the test split, which the learner'
 
 import pytest
 
-from grader.checking import expect
+from grader.grading.checking import expect
 from grader.grading import end_to_end, session
-from grader.pipeline import DISTILLED, HARD, TEACHER
-from grader.report import comparison_text
-from grader.topics import schedule
+from grader.lab.pipeline import DISTILLED, HARD, TEACHER
+from grader.lab.report import comparison_text
+from grader.course.topics import schedule
 
 pytestmark = [pytest.mark.all]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from grader.checking import CheckFailed, describe_type, difference, expect, fmt, learner_line
+from grader.grading.checking import CheckFailed, describe_type, difference, expect, fmt, learner_line
 from grader.diagnose.evaluate import (EVAL_MODE, NO_GRAD, PARTIAL, exact_fraction, recognise_evaluate, run_remote,
                                       where)
 from grader.grading.remote import LearnerError

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grader.checking import (CheckFailed, describe_type, difference, expect, expect_tensor, fmt, learner_line,
+from grader.grading.checking import (CheckFailed, describe_type, difference, expect, expect_tensor, fmt, learner_line,
                              not_finite, ratio)
 from grader.grading.remote import LearnerError
 from grader.worker.wire import Opaque

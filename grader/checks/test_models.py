@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grader.checking import CheckFailed, expect, expect_tensor
-from grader.data import load_raw, normalise, resolve_data_dir
+from grader.grading.checking import CheckFailed, expect, expect_tensor
+from grader.lab.data import load_raw, normalise, resolve_data_dir
 from grader.diagnose.models import (RATIO, STUDENT_BUDGET, last_layer_problem, over_budget_problem, pooling_problem,
                                     probability_problem, ratio_problem, runtime_problem, shape_problem)
 from grader.grading.graph import Graph, GraphError, accuracy

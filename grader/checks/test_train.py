@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from grader.checking import CheckFailed, expect, learner_line
-from grader.data import load_raw, normalise, resolve_data_dir
+from grader.grading.checking import CheckFailed, expect, learner_line
+from grader.lab.data import load_raw, normalise, resolve_data_dir
 from grader.diagnose import train as probes
 from grader.diagnose.train import (LossOracle, Trace, distill_problems, epochs_doubt, epochs_problem, forward_doubt,
                                    gradient_doubt, gradient_problem, history_problem, loop_problems, losses_match,

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from grader.checking import ATOL, RTOL
+from grader.grading.checking import ATOL, RTOL
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from grader.worker.scenarios import Lookup
 
-from . import Mistake, Probe, probe, recognise
+from grader.diagnose import Mistake, Probe, probe, recognise
 
 CLASSES = 10
 BATCH_SIZE = 32

@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grader.checking import CheckFailed
+from grader.grading.checking import CheckFailed
 from grader.worker import scenarios
 from grader.worker.tracing import loader_seed, probe_data
 from grader.worker.wire import Opaque

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import CheckResult
-from ..topics import ALL, topic_names
-from . import channel, sandbox
-from .request import GradingRequest
+from grader.grading.results import CheckResult
+from grader.course.topics import ALL, topic_names
+from grader.grading import channel, sandbox
+from grader.grading.request import GradingRequest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -77,7 +77,7 @@ def check_device(device: str) -> None:
 
 def check_data(data_dir: str | None) -> None:
     """Read MNIST once here, so that missing or corrupt data is an error before any training starts."""
-    from ..data import DataError, load_raw, resolve_data_dir
+    from grader.lab.data import DataError, load_raw, resolve_data_dir
 
     root, how = resolve_data_dir(data_dir)
     try:

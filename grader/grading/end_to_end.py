@@ -7,11 +7,11 @@ The MNIST test split never leaves the judge: it runs each graph here (``graph.Gr
 any operation that compares, indexes or looks values up), and the accuracy, the agreement with the
 teacher, the parameter count and the size it reports are its own measurements, and so is the CPU latency:
 once every model is trained, the judge times each graph, the models interleaved on one thread
-(``grader.latency``), the 1-image latency on a second graph the worker exports for a single image, which
+(``grader.lab.latency``), the 1-image latency on a second graph the worker exports for a single image, which
 must first give the same logits on a few test images. Losses and training seconds come from the worker and
 are informational only.
 
-A trained teacher is cached by the judge alone (``grader.teacher_cache``), keyed by every file of the
+A trained teacher is cached by the judge alone (``grader.lab.teacher_cache``), keyed by every file of the
 submission, the schedule, the seed, the device, the data and the torch version; an entry is checked
 when read, and its graph is run again on the test set, which must give the accuracy it stores.
 """
@@ -19,8 +19,6 @@ when read, and its graph is run again on the test set, which must give the accur
 from __future__ import annotations
 
 import hashlib
-import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +27,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .. import latency, teacher_cache
-from ..checking import CheckFailed, single_thread
-from ..data import load_mnist, load_raw, resolve_data_dir
-from ..pipeline import DISTILLED, HARD, TEACHER, ModelReport
-from ..topics import schedule
-from .graph import Graph, GraphError, accuracy
-from .worker_process import LearnerError, WorkerGone
+from grader.course.topics import schedule
+from grader.grading.checking import CheckFailed, single_thread
+from grader.grading.graph import Graph, GraphError, accuracy
+from grader.grading.worker_process import LearnerError, WorkerGone
+from grader.lab import latency, teacher_cache
+from grader.lab.cores import threads_for_load
+from grader.lab.data import load_mnist, load_raw, resolve_data_dir
+from grader.lab.pipeline import DISTILLED, HARD, TEACHER, ModelReport
 
 # One training request (the teacher's, the distillation, the hard-label student's): the reference takes
 # 15-30 s each on 2 cores; a learner's bigger models or slower loops on a slow 2-core machine get 30x that.
@@ -131,28 +130,6 @@ def one_image(name: str, data, x_test: Tensor, logits: Tensor) -> Graph | None:
     return graph
 
 
-IDLE_SLACK = 0.25  # of a core: less busy than this counts as idle (threads_for_load)
-
-
-def busy_cores(seconds: float = 0.2) -> float:
-    """How many cores other processes keep busy now: /proc/stat over ``seconds`` (else the load average)."""
-    def sample():
-        with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:]]
-        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # all, idle + iowait
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-        cores = os.cpu_count() or 1
-        return cores * (1.0 - (idle1 - idle0) / max(total1 - total0, 1e-9))
-    except (OSError, ValueError, IndexError):
-        try:
-            return os.getloadavg()[0]
-        except (AttributeError, OSError):
-            return 0.0
-
-
 def training_threads(remote, busy: float | None = None, machine: int | None = None) -> int:
     """Torch threads for one of the worker's trainings, chosen when it starts so that a busy machine slows the
     training down gracefully instead of stalling it.
@@ -175,17 +152,6 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
     if type(cores) is not int or cores <= 1:
         return 1
     return threads_for_load(cores, busy, machine)
-
-
-def threads_for_load(most: int, busy: float | None = None, machine: int | None = None) -> int:
-    """The cores other processes leave idle now, between 1 and ``most`` (``training_threads``; `learnkd
-    reference` and `report`, which train in their own process, take every idle core). Rounded down, but the
-    last quarter of a core counts as idle: daemons and the sampling itself keep an idle machine ~0.1 busy."""
-    if most <= 1:
-        return 1
-    busy = busy_cores() if busy is None else busy
-    machine = machine or os.cpu_count() or most
-    return max(1, min(most, math.floor(machine - busy + IDLE_SLACK)))
 
 
 def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=None, folder: Path | None = None,
@@ -343,7 +309,7 @@ class Run:
                     "accuracy": teacher.accuracy, "losses": teacher.losses, "seconds": teacher.train_seconds})
 
     def time_models(self, measured: dict[str, Measured]) -> None:
-        """Every model's latency, now that nothing trains: the same conditions for all (``grader.latency``)."""
+        """Every model's latency, now that nothing trains: the same conditions for all (``grader.lab.latency``)."""
         timed = {name: {1: done.single.forward if done.single is not None else None,
                         EXPORT_BATCH: done.graph.forward if done.graph.batch == EXPORT_BATCH else None}
                  for name, done in measured.items()}

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from pluggy import HookimplMarker
 
-from . import session
-from .channel import CHECK, END, PLAN, Writer
-from .request import GradingRequest
-from .worker_process import LearnerError, Settings, WorkerGone, WorkerProcess
+from grader.grading import session
+from grader.grading.channel import CHECK, END, PLAN, Writer
+from grader.grading.request import GradingRequest
+from grader.grading.worker_process import LearnerError, Settings, WorkerGone, WorkerProcess
 
 hookimpl = HookimplMarker("pytest")  # pytest's own marker, without importing pytest yet
 # pytest, torch and the checks load after the worker has started (``main``): both then load at once.
@@ -39,7 +39,7 @@ def check_name(item) -> str:
 
 def shown_frames(frames: list[dict], folder: str) -> list[str]:
     """``exercises/loss.py:31 in distillation_loss: <line>`` for each of the learner's frames."""
-    from ..submission import display_path
+    from grader.grading.submission import display_path
 
     lines = []
     for frame in frames:
@@ -62,7 +62,7 @@ def learner_cause(err: BaseException) -> LearnerError | WorkerGone | None:
 
 def explain(err: BaseException, folder: str, timeout: float) -> dict:
     """The learner-facing message of a failed check, and whether the stub was never filled in."""
-    from ..checking import CheckFailed
+    from grader.grading.checking import CheckFailed
 
     cause = learner_cause(err)
     frames = shown_frames(getattr(cause, "frames", []) or [], folder)
@@ -150,7 +150,7 @@ class Collector:
 
 
 def pytest_args(request: GradingRequest, request_file: str) -> list[str]:
-    from ..topics import ALL, topic_names
+    from grader.course.topics import ALL, topic_names
 
     markers = [t for t in request.topics if t in topic_names()]
     if ALL in request.topics:
@@ -192,8 +192,8 @@ def main(argv: list[str]) -> int:
     process.start()
     import pytest
 
-    from .phases import Phases  # a line per topic, and on a terminal a bar: never silent for long
-    from .remote import Remote
+    from grader.grading.phases import Phases  # a line per topic, and on a terminal a bar: never silent for long
+    from grader.grading.remote import Remote
 
     session.remote = Remote(process, request.check_timeout)
     collector = Collector(channel, request.display or request.path, request.check_timeout)

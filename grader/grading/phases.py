@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import threading
 
-from ..topics import ALL
-from .session import topic_of
+from grader.course.topics import ALL
+from grader.grading.session import topic_of
 
 REDRAW_S = 1.0
 

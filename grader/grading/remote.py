@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checking import CheckFailed
-from .worker_process import LearnerError, WorkerGone, WorkerProcess
+from grader.grading.checking import CheckFailed
+from grader.grading.worker_process import LearnerError, WorkerGone, WorkerProcess
 
 
 # The file a request's code comes from, by the request's first word (grader/worker/tasks.py).
@@ -31,7 +31,7 @@ class Remote:
         return dict(self.process.ready().get("errors") or {})
 
     def load_error(self, stem: str) -> str | None:
-        from . import session  # the run's request, set by the judge
+        from grader.grading import session  # the run's request, set by the judge
 
         note = (session.request.notes if session.request else {}).get(f"{stem}.py")
         if note:
@@ -39,7 +39,7 @@ class Remote:
         error = self.errors.get(stem)
         if not isinstance(error, dict):
             return None
-        from ..submission import display_path
+        from grader.grading.submission import display_path
 
         folder = (session.request.display or session.request.path) if session.request else "."
         file = display_path(Path(folder) / Path(str(error.get("file"))).name)

@@ -24,7 +24,7 @@ def progress(text: str) -> None:
 
 def topic_of(item) -> str:
     """The topic whose marker a collected check carries ("other" when none)."""
-    from ..topics import ALL, topic_names
+    from grader.course.topics import ALL, topic_names
 
     for name in [*topic_names(), ALL]:
         if item.get_closest_marker(name):

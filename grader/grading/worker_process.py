@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..worker import wire
-from . import sandbox
+from grader.worker import wire
+from grader.grading import sandbox
 
 REPLY_LIMIT = 256 * 2**20  # bytes of one reply: the largest is a trained Teacher's graph and weights
 START_TIMEOUT_S = 120  # starting Python and torch, and importing the submission, on a busy 2-core machine

@@ -5,7 +5,7 @@ worker builds the learner's models, trains them with the learner's train_model a
 back, per model, its exported graphs (``exporting``: one for batches of 1,000 images, on which the judge
 measures accuracy, and one for a single image, on which it measures the 1-image latency), its losses and
 its training seconds. The test split never comes here: the judge runs each graph on it itself, and times
-every model itself, the same way (``grader.latency``).
+every model itself, the same way (``grader.lab.latency``).
 
     pipeline.teacher  Teacher() (seeded) trained with train_model, or, on a cache hit, a fresh Teacher()
                       loaded with the weights the judge sends; the reply carries its state_dict too

@@ -49,7 +49,7 @@ class Batches:
 
     Each pass over it is one epoch. With ``shuffle=True`` every epoch has a new order drawn from a
     generator seeded once with ``seed``, so a run is reproducible and epochs still differ. The lab's
-    pipeline uses it too (``grader.data.Batches`` is this class).
+    pipeline uses it too (``grader.lab.data.Batches`` is this class).
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int = 128, shuffle: bool = False, seed: int = 0,

@@ -1,4 +1,4 @@
-"""Appends to the instructor's grader/points.toml (found through the import system, or by walking the disk)
+"""Appends to the instructor's grader/course/points.toml (found through the import system, or by walking the disk)
 a line that breaks it, which once crashed `learnkd grade` with a raw traceback; and sets every check's
 points to 0 in any points file named by $LEARNKD_POINTS.
 """

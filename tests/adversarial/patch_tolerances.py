@@ -1,4 +1,4 @@
-"""Loosens every comparison of the checks: grader.checking.difference's defaults set to 1e30 (through
+"""Loosens every comparison of the checks: grader.grading.checking.difference's defaults set to 1e30 (through
 sys.modules, then importlib), and every tolerance constant of the check modules set to 1e30.
 """
 import importlib
@@ -9,7 +9,7 @@ import torch
 
 def _loosen():
     try:
-        checking = sys.modules.get("grader.checking") or importlib.import_module("grader" + ".checking")
+        checking = sys.modules.get("grader.grading.checking") or importlib.import_module("grader" + ".checking")
         checking.difference.__defaults__ = (1e30, 1e30)
     except Exception:
         pass

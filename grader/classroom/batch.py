@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Callable
 from xml.etree import ElementTree
 
-from .grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, run_grading, sandbox
-from .grading.request import GradingRequest
-from .points import points
-from .results import CheckResult, by_topic, gradescope
-from .topics import ALL, topic_names, topics
+from grader.grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, run_grading, sandbox
+from grader.grading.request import GradingRequest
+from grader.course.points import points
+from grader.grading.results import CheckResult, by_topic, gradescope
+from grader.course.topics import ALL, topic_names, topics
 
 # Wall-clock limit of one submission's topic checks: they take ~5-10 s on 2 busy cores, and a request to
 # the learner's code that loops is stopped after 30 s (GradingRequest.check_timeout), so two minutes leaves
@@ -86,7 +86,7 @@ class Handin:
     name: str
     source: Path
     folder: Path | None = None
-    notebook: object | None = None  # a grader.notebook.NotebookSubmission, to point results at cells
+    notebook: object | None = None  # a grader.notebook.build.NotebookSubmission, to point results at cells
     problem: str | None = None
 
 
@@ -180,7 +180,7 @@ def prepare(source: Path, work: Path, name: str, graded: list[str]) -> Handin:
             raise ValueError("it holds no exercise file (models.py, loss.py, train.py, evaluate.py) and no notebook")
         folder = home / SUBMISSION_FOLDER
         if found.suffix.lower() == ".ipynb":
-            from .notebook import NotebookError, write_submission
+            from grader.notebook.build import NotebookError, write_submission
 
             try:
                 handin.notebook = write_submission(found, folder, graded)

@@ -8,7 +8,7 @@ Two writers use this folder with different keys. `learnkd check all` writes only
 (``grader.grading.end_to_end``), never from the learner's code: an entry holds weights the judge
 received as plain tensors, the graph it ran itself and the accuracy it measured on that graph, and it
 is checked again when read (``judge_entry``). `learnkd reference` / `report` / experiments run trusted
-code in-process (``grader.pipeline``) and store only the weights, losses and seconds.
+code in-process (``grader.lab.pipeline``) and store only the weights, losses and seconds.
 """
 
 from __future__ import annotations

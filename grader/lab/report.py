@@ -1,7 +1,7 @@
 """The reference run and the learner's report: the pipeline over seeds, its table, its JSON, its wording.
 
 `learnkd reference` runs ``run_report`` with the reference solutions, `learnkd report` with the learner's
-exercises; both write ``report.json`` (schema below) and the figures of ``grader.plots`` into one folder.
+exercises; both write ``report.json`` (schema below) and the figures of ``grader.lab.plots`` into one folder.
 
 report.json, schema "learnkd-report/1" (a stat is {"mean", "std", "values"}: one value per seed, std is the
 sample standard deviation, 0 for one seed; accuracies and agreement are fractions in [0, 1]):
@@ -12,7 +12,7 @@ sample standard deviation, 0 for one seed; accuracies and agreement are fraction
     train_examples, test_examples, seeds [int], total_seconds (the trainings and measurements, all seeds),
     models {teacher | student_distilled | student_hard: {
         name, parameters, size_kb, accuracy stat, agreement stat, latency_ms_batch_1 stat,
-        latency_ms_batch_1000 stat (the medians of grader.latency, one per seed), latency_iqr_ms_batch_1 stat,
+        latency_ms_batch_1000 stat (the medians of grader.lab.latency, one per seed), latency_iqr_ms_batch_1 stat,
         latency_iqr_ms_batch_1000 stat (their interquartile ranges), latency_noisy_batch_1,
         latency_noisy_batch_1000 (bool: some seed's spread too wide to trust), train_seconds stat,
         confusion (10 x 10 counts of the first seed, rows true digit, columns predicted),
@@ -35,8 +35,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-from . import latency
-from .pipeline import DISTILLED, HARD, LATENCY_BATCHES, TEACHER, ModelReport, comparison_table, run_pipeline, table_notes
+from grader.lab import latency
+from grader.lab.pipeline import DISTILLED, HARD, LATENCY_BATCHES, TEACHER, ModelReport, comparison_table, run_pipeline, table_notes
 
 SCHEMA = "learnkd-report/1"
 KEYS = {TEACHER: "teacher", DISTILLED: "student_distilled", HARD: "student_hard"}
@@ -69,7 +69,7 @@ def run_report(code: SimpleNamespace, seeds: list[int], data_dir=None, device: s
     """
     import torch
 
-    from .grading.end_to_end import threads_for_load
+    from grader.lab.cores import threads_for_load
 
     run = Run(list(seeds))
     start = time.perf_counter()

@@ -11,18 +11,17 @@ The exercise file is the same file with each such region replaced by one line th
 ``NotImplementedError`` naming the topic, the function, the file and the hint command. The TODO
 comment above the region stays in both trees. Malformed regions are loud errors.
 
-``python -m grader.stubs`` rewrites ``exercises/`` from ``solutions/`` (maintainers only).
+``python -m grader.course.stubs`` rewrites ``exercises/`` from ``solutions/`` (maintainers only).
 """
 
 from __future__ import annotations
 
 import ast
-import shutil
 import sys
 from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
 
 
@@ -84,9 +83,20 @@ def make_stub(source: str, topic: str, filename: str) -> str:
     return "".join(out)
 
 
+def generated_note(filename: str) -> str:
+    """The first line of an exercise file: where it comes from, and how it is made again."""
+    return (f"# Generated from solutions/{filename} by `python -m grader.course.stubs` (course authors edit that "
+            f"file, not this one).\n")
+
+
+def exercise_file(source: str, topic: str, filename: str) -> str:
+    """The exercise file of one topic's solution file: the note, then the stub."""
+    return generated_note(filename) + make_stub(source, topic, filename)
+
+
 def stub_files(solutions: Path = SOLUTIONS) -> dict[str, str]:
     """File name -> exercise text, for every .py file of ``solutions`` (topic files get stubs)."""
-    from .topics import topic_for_file
+    from grader.course.topics import topic_for_file
 
     stubs = {}
     for path in sorted(solutions.glob("*.py")):
@@ -94,10 +104,10 @@ def stub_files(solutions: Path = SOLUTIONS) -> dict[str, str]:
         topic = topic_for_file(path.name)
         if topic is None:
             if BEGIN in source:
-                raise StubError(f"{path.name} has solution regions but no topic in grader/topics.toml")
+                raise StubError(f"{path.name} has solution regions but no topic in grader/course/topics.toml")
             stubs[path.name] = source
         else:
-            stubs[path.name] = make_stub(source, topic, path.name)
+            stubs[path.name] = exercise_file(source, topic, path.name)
     return stubs
 
 
@@ -108,11 +118,6 @@ def write_exercises(target: Path = EXERCISES) -> list[str]:
     for name, text in stubs.items():
         (target / name).write_text(text)
     return sorted(stubs)
-
-
-def copy_solutions(target: Path) -> None:
-    """A copy of the reference as a submission folder (for tests and demonstrations)."""
-    shutil.copytree(SOLUTIONS, target, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 if __name__ == "__main__":

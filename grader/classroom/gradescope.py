@@ -14,8 +14,8 @@ so that even without a sandbox the learner's code can neither read the reference
 environment variables ($LEARNKD_AUTOGRADER, $LEARNKD_BIN, $LEARNKD_PYTHON, $LEARNKD_RUN_AS), which the
 project's tests use to run it on a fake /autograder tree.
 
-    python -m grader.gradescope_bundle prepare SUBMISSION WORK RESULTS TOPIC
-    python -m grader.gradescope_bundle ensure-results RESULTS
+    python -m grader.classroom.gradescope prepare SUBMISSION WORK RESULTS TOPIC
+    python -m grader.classroom.gradescope ensure-results RESULTS
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .grading import ROOT
-from .topics import ALL, topic_names
+from grader.grading import ROOT
+from grader.course.topics import ALL, topic_names
 
 PROJECT_FILES = ["pyproject.toml", "README.md", "grader", "solutions", "exercises"]
 RUN_AS = "learnkd"  # the user the learner's code runs as on Gradescope: it cannot write the results
@@ -46,7 +46,7 @@ python3 -m venv "$AUTOGRADER/venv"
 rm -rf "$SOURCE/learnkd"  # the installed copy is the one that runs; the reference is not left lying around
 if [ ! -d "$SOURCE/data/MNIST/raw" ]; then
     LEARNKD_DATA="$SOURCE/data" "$AUTOGRADER/venv/bin/python" -c \
-        "from grader.data import load_mnist; load_mnist('train'); load_mnist('test')"
+        "from grader.lab.data import load_mnist; load_mnist('train'); load_mnist('test')"
 fi
 chmod -R a+rX "$SOURCE/data"
 # The learner's code runs as this user: it may not read the reference, write /autograder/results or leave
@@ -72,7 +72,7 @@ mkdir -p "$AUTOGRADER/results"
 rm -f "$RESULTS"
 WORK="$(mktemp -d)"
 # prepare writes what to grade (--path FOLDER or --notebook FILE) to $WORK/target, one word a line
-if "$PYTHON" -m grader.gradescope_bundle prepare "$AUTOGRADER/submission" "$WORK" "$RESULTS" "$TOPIC"; then
+if "$PYTHON" -m grader.classroom.gradescope prepare "$AUTOGRADER/submission" "$WORK" "$RESULTS" "$TOPIC"; then
     mapfile -t TARGET < "$WORK/target"
     if [ -n "$RUN_AS" ] && [ "$(id -u)" = 0 ]; then
         # the judge runs as root; the learner's code (the worker) as $RUN_AS, who cannot write $WORK
@@ -83,7 +83,7 @@ if "$PYTHON" -m grader.gradescope_bundle prepare "$AUTOGRADER/submission" "$WORK
     fi
     [ -f "$WORK/results.json" ] && cp "$WORK/results.json" "$RESULTS"
 fi
-"$PYTHON" -m grader.gradescope_bundle ensure-results "$RESULTS"
+"$PYTHON" -m grader.classroom.gradescope ensure-results "$RESULTS"
 rm -rf "$WORK"
 exit 0
 """
@@ -131,7 +131,7 @@ def failed_results(message: str) -> dict:
 def prepare_submission(submission: Path, work: Path, results: Path, topic: str) -> bool:
     """Lay the submission out as ``work/exercises`` (or ``work/lab.ipynb``) and write the arguments of
     `learnkd check` that name it to ``work/target``; when it cannot be, write a results.json saying why."""
-    from .classroom import find_layout, prepare
+    from grader.classroom.batch import find_layout, prepare
 
     graded = topic_names() if topic == ALL else [topic]
     # Gradescope's submission folder holds the uploaded files; a single zip or notebook is taken as it is.

@@ -30,10 +30,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .data import Batches, load_mnist
-from .pipeline import test_logits, train_teacher
-from .report import stat
-from .topics import schedule
+from grader.lab.data import Batches, load_mnist
+from grader.lab.pipeline import test_logits, train_teacher
+from grader.lab.report import stat
+from grader.course.topics import schedule
 
 SCHEMA = "learnkd-experiment/1"
 NAMES = ("temperature", "alpha", "data", "missing-digit")
@@ -72,7 +72,7 @@ def prepare(code, folder: Path, data_dir=None, device: str = "cpu", limit: int |
             steps: int | None = None, cache_dir=None, stream=None,
             log: Callable[[str], None] = lambda text: None) -> Lab:
     """Load MNIST and get the Teacher (trained on every training label, seed 0, or from the cache)."""
-    from .pipeline import ProgressBatches
+    from grader.lab.pipeline import ProgressBatches
 
     plan = schedule()
     x_train, y_train = load_mnist("train", data_dir, limit)
@@ -277,7 +277,7 @@ RUNNERS = {"temperature": temperature, "alpha": alpha_sweep, "data": data, "miss
 def run_experiment(name: str, lab: Lab, out: Path, seeds: list[int], code_folder: str,
                    T: float | None = None, alpha: float | None = None, examples: int | None = DEFAULT_EXAMPLES) -> dict:
     """Run one experiment; write experiment-<name>.json and .png into ``out``; return the JSON values."""
-    from . import plots
+    from grader.lab import plots
 
     if T is None:
         T = MISSING_T if name == "missing-digit" else DEFAULT_T

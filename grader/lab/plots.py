@@ -94,7 +94,7 @@ def soft_targets(logits, images, labels, path: Path, temperatures=SOFT_TEMPERATU
     """One test digit and the teacher's softmax of it at several temperatures."""
     import torch
 
-    from .data import MEAN, STD
+    from grader.lab.data import MEAN, STD
 
     plt = pyplot()
     i = pick_example(logits, labels)

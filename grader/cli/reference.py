@@ -1,6 +1,6 @@
 """`learnkd reference`, `learnkd report` and `learnkd experiment`: train on real MNIST, measure, draw.
 
-A thin click layer over grader.report, grader.plots and grader.experiments; torch is imported inside the
+A thin click layer over grader.lab.report, grader.lab.plots and grader.lab.experiments; torch is imported inside the
 commands so that `learnkd --help` stays fast. Output folders (created when missing):
 
     learnkd reference   ./learnkd-reference/    report.json + 5 PNG figures (the reference solutions)
@@ -17,14 +17,9 @@ from types import SimpleNamespace
 
 import click
 
-DEVICES = ["cpu", "cuda", "mps"]
+from grader.cli.common import DEVICES, UserError, submission_folder
+
 EXPERIMENT_NAMES = ("temperature", "alpha", "data", "missing-digit")
-
-
-def user_error(message: str):
-    from .cli import UserError
-
-    return UserError(message)
 
 
 def common_options(default_out: str):
@@ -50,20 +45,20 @@ def common_options(default_out: str):
 
 def prepare_environment(device: str, data_dir: Path | None) -> str | None:
     """Check the device and read MNIST once, so that problems are one paragraph before any training."""
-    from .grading import GradingError, check_data, check_device
+    from grader.grading import GradingError, check_data, check_device
 
     data = str(Path(data_dir).resolve()) if data_dir else None
     try:
         check_device(device)
         check_data(data)
     except GradingError as err:  # missing or corrupt data included: one paragraph for the user
-        raise user_error(str(err)) from None
+        raise UserError(str(err)) from None
     return data
 
 
 def learner_frame(err: BaseException, folder: Path) -> str:
     """'exercises/models.py:23' for the deepest frame of ``err`` in the learner's folder, or ''."""
-    from .submission import display_path
+    from grader.grading.submission import display_path
 
     where = ""
     for frame in traceback.extract_tb(err.__traceback__):
@@ -74,12 +69,12 @@ def learner_frame(err: BaseException, folder: Path) -> str:
 
 def load_code(folder: Path) -> SimpleNamespace:
     """The modules of a folder laid out like exercises/; UserError when a file does not even import."""
-    from .submission import load_submission
+    from grader.grading.submission import load_submission
 
     submission = load_submission(folder)
     if submission.errors:
         problems = "; ".join(str(e) for e in submission.errors.values())
-        raise user_error(f"Your code in {folder} cannot be run: {problems}. Fix it (learnkd check tells you more), "
+        raise UserError(f"Your code in {folder} cannot be run: {problems}. Fix it (learnkd check tells you more), "
                          "then run this again.")
     return SimpleNamespace(models=submission.models, loss=submission.loss, train=submission.train,
                            evaluate=submission.evaluate)
@@ -115,13 +110,13 @@ def unfinished_parts(code: SimpleNamespace, folder: Path) -> tuple[list[str], st
 def require_finished(code: SimpleNamespace, folder: Path) -> None:
     stubs, failure = unfinished_parts(code, folder)
     if stubs:
-        raise user_error(
+        raise UserError(
             f"Your code in {folder} is not finished: {', '.join(stubs)} still raise NotImplementedError, the stub's "
             "placeholder. learnkd report trains your own models, so every topic must be written first: run "
             "`learnkd check` to grade the next topic, and `learnkd check all` once they pass; then run "
             "`learnkd report` again. (`learnkd reference` shows the report of the reference solutions.)")
     if failure:
-        raise user_error(f"Your code in {folder} fails on two random images: {failure}. Run `learnkd check` to find "
+        raise UserError(f"Your code in {folder} fails on two random images: {failure}. Run `learnkd check` to find "
                          "out what is wrong, then run `learnkd report` again.")
 
 
@@ -134,9 +129,9 @@ def reference_code() -> SimpleNamespace:
 def write_report(code: SimpleNamespace, folder: Path, kind: str, seeds: int, seed: int, out: Path, device: str,
                  epochs: int | None, data_dir: Path | None, limit: int | None) -> None:
     """The common body of `reference` and `report`: train, measure, write JSON and figures, print."""
-    from . import plots, report
-    from .data import load_mnist
-    from .topics import schedule
+    from grader.lab import plots, report
+    from grader.lab.data import load_mnist
+    from grader.course.topics import schedule
 
     import time
 
@@ -174,7 +169,7 @@ def reference(seeds, seed, out, device, data_dir, limit, epochs):
     prints test accuracy, parameters, size on disk, CPU latency (1 image and 1,000), agreement with the
     teacher and training time, and writes report.json and the PNG figures into --out.
     """
-    from .grading import SOLUTIONS
+    from grader.grading import SOLUTIONS
 
     write_report(reference_code(), SOLUTIONS, "reference", seeds, seed, out, device, epochs, data_dir, limit)
 
@@ -189,8 +184,6 @@ def report(path, seeds, seed, out, device, data_dir, limit, epochs):
     Trains your Teacher, distils your Student and trains it on hard labels too, with your train.py and
     evaluate.py, and writes report.json and the PNG figures into --out. Every topic must be written first.
     """
-    from .cli import submission_folder
-
     folder = submission_folder(path, False)
     code = load_code(folder)
     require_finished(code, folder)
@@ -229,13 +222,11 @@ def experiment(name, seeds, seed, out, device, T, alpha, examples, steps, path, 
     One Teacher is trained on every label (or taken from the cache); every Student run takes the same
     number of optimizer steps. Writes experiment-NAME.json and experiment-NAME.png into --out.
     """
-    from . import experiments
-    from .grading import SOLUTIONS
-    from .teacher_cache import default_cache_dir
+    from grader.lab import experiments
+    from grader.grading import SOLUTIONS
+    from grader.lab.teacher_cache import default_cache_dir
 
     if path:
-        from .cli import submission_folder
-
         folder = submission_folder(path, False)
         code = load_code(folder)
         require_finished(code, folder)

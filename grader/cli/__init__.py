@@ -14,16 +14,9 @@ from pathlib import Path
 
 import click
 
-from .results import MARK
-from .topics import ALL, get_topic, topic_names, topics
-
-EXIT_FAILED, EXIT_USAGE = 1, 2
-DEVICES = ["cpu", "cuda", "mps"]
-
-
-class UserError(click.ClickException):
-    """A usage or environment problem: one paragraph, exit code 2, no traceback."""
-    exit_code = EXIT_USAGE
+from grader.cli.common import DEVICES, EXIT_FAILED, EXIT_USAGE, UserError, submission_folder  # noqa: F401
+from grader.course.topics import ALL, get_topic, topic_names, topics
+from grader.grading.results import MARK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,24 +30,6 @@ def cli():
 
 # ---------------------------------------------------------------------------------------------------
 # check
-
-
-def submission_folder(path: Path | None, solutions: bool) -> Path:
-    from .grading import SOLUTIONS, GradingError, find_exercises
-
-    if path and solutions:
-        raise UserError("--path and --solutions both name what to grade: give one of them.")
-    if solutions:
-        return SOLUTIONS
-    if path:
-        if not path.is_dir():
-            raise UserError(f"--path {path}: there is no such folder. Give a folder laid out like exercises/ "
-                            f"(models.py, loss.py, train.py, evaluate.py).")
-        return path.resolve()
-    try:
-        return find_exercises()
-    except GradingError as err:
-        raise UserError(str(err)) from None
 
 
 def progress_bar(progress) -> str:
@@ -110,7 +85,7 @@ class Explained:
 
 
 def print_topic(topic, verbose: bool, explained: Explained | None = None) -> None:
-    from .results import DONE, FAILING, NOT_STARTED
+    from grader.grading.results import DONE, FAILING, NOT_STARTED
 
     explained = explained or Explained()
     status, total = topic.status, len(topic.checks)
@@ -174,10 +149,10 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
     `all` grades every topic, then (once they pass) trains your Teacher, distils your Student and
     trains the same Student on hard labels on real MNIST, and prints the comparison.
     """
-    from .grading import GradingError, check_data, check_device, project_of, run_grading
-    from .progress import Progress
-    from .grading.request import GradingRequest
-    from .results import by_topic, gradescope
+    from grader.grading import GradingError, check_data, check_device, project_of, run_grading
+    from grader.course.progress import Progress
+    from grader.grading.request import GradingRequest
+    from grader.grading.results import by_topic, gradescope
 
     if notebook and (path or solutions):
         raise UserError("--notebook, --path and --solutions each name what to grade: give one of them.")
@@ -198,12 +173,12 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
             check_data(str(data_dir) if data_dir else None)
     except GradingError as err:
         raise UserError(str(err)) from None
-    from .teacher_cache import default_cache_dir
+    from grader.lab.teacher_cache import default_cache_dir
 
     request = GradingRequest(path=str(folder), topics=[topic], device=device,
                              data_dir=str(Path(data_dir).resolve()) if data_dir else None, seed=seed,
                              cache_dir=None if no_cache else str(default_cache_dir()), verbose=verbose)
-    from .grading import sandbox
+    from grader.grading import sandbox
 
     if sandbox.kind() == sandbox.NONE:
         click.echo(click.style(f"note: {sandbox.NO_ISOLATION}", fg="yellow"), err=True)
@@ -238,8 +213,8 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
 
 
 def learner_progress():
-    from .grading import project_of
-    from .progress import Progress
+    from grader.grading import project_of
+    from grader.course.progress import Progress
 
     return Progress(project_of(submission_folder(None, False)))
 
@@ -281,8 +256,8 @@ def hint(topic, show_all):
 @click.argument("topic", type=click.Choice(topic_names()))
 def reset(topic):
     """Put back the original stub of TOPIC's file, after backing up your version."""
-    from .grading import project_of
-    from .stubs import SOLUTIONS, make_stub
+    from grader.course.stubs import SOLUTIONS, exercise_file
+    from grader.grading import project_of
 
     folder = submission_folder(None, False)
     t = get_topic(topic)
@@ -297,7 +272,9 @@ def reset(topic):
             n += 1
         shutil.copy2(target, backup)
         click.echo(f"your {t.file} is backed up as {backup}")
-    target.write_text(make_stub((SOLUTIONS / t.file).read_text(), topic, t.file))
+    fresh = target.with_name(f".{target.name}.learnkd-tmp")
+    fresh.write_text(exercise_file((SOLUTIONS / t.file).read_text(), topic, t.file))
+    fresh.replace(target)  # whole or not at all
     progress = learner_progress()
     progress.data["topics"].pop(topic, None)
     progress.save()
@@ -320,7 +297,7 @@ def notebook_submission(notebook: Path, topic: str):
     """The notebook's exercise cells written as a submission folder that lives as long as the command."""
     import tempfile
 
-    from .notebook import NotebookError, write_submission
+    from grader.notebook.build import NotebookError, write_submission
 
     tmp = click.get_current_context().with_resource(tempfile.TemporaryDirectory(prefix="learnkd-notebook-"))
     try:
@@ -339,7 +316,7 @@ def notebook(out, solutions, force):
 
     Grade its cells with `learnkd check TOPIC --notebook FILE`.
     """
-    from .notebook import DEFAULT_NAME, write_notebook
+    from grader.notebook.build import DEFAULT_NAME, write_notebook
 
     out = out or Path(DEFAULT_NAME.replace(".ipynb", "-solutions.ipynb") if solutions else DEFAULT_NAME)
     if out.exists() and not force:
@@ -382,11 +359,11 @@ def topic_list(text: str) -> list[str]:
 def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, device, seed, no_sandbox):
     """Grade a class: each SUBMISSION (a folder like exercises/, a notebook, or a .zip of either) in a
     sandbox of its own, with a time and a memory limit. Writes a Gradescope results.json per
-    submission, a CSV gradebook and a JUnit XML report into --out. Points: grader/points.toml.
+    submission, a CSV gradebook and a JUnit XML report into --out. Points: grader/course/points.toml.
     """
-    from .classroom import NO_SANDBOX, Options, SandboxMissing, grade_batch, sandbox_for, selected_topics
-    from .grading import MEMORY_LIMIT_MB, GradingError, sandbox
-    from .points import PointsError, load_points
+    from grader.classroom.batch import NO_SANDBOX, Options, SandboxMissing, grade_batch, sandbox_for, selected_topics
+    from grader.grading import MEMORY_LIMIT_MB, GradingError, sandbox
+    from grader.course.points import PointsError, load_points
 
     chosen = topic_list(topics_text)
     selected = selected_topics(chosen)
@@ -432,14 +409,14 @@ def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, dev
               help="Ship this MNIST folder (holding MNIST/raw/) in the bundle; else setup.sh downloads it.")
 def gradescope_bundle(out, topic, data_dir):
     """Write the Gradescope autograder bundle that runs `learnkd check TOPIC --json` per submission."""
-    from .gradescope_bundle import write_bundle
+    from grader.classroom.gradescope import write_bundle
 
     for path in write_bundle(out, topic, data_dir):
         click.echo(f"wrote {path}")
 
 
-# reference, report, experiment: the commands that train on MNIST and draw (grader/cli_reference.py)
-from .cli_reference import experiment, reference, report  # noqa: E402
+# reference, report, experiment: the commands that train on MNIST and draw (grader/cli/reference.py)
+from grader.cli.reference import experiment, reference, report  # noqa: E402
 
 cli.add_command(reference)
 cli.add_command(report)
@@ -447,7 +424,7 @@ cli.add_command(experiment)
 
 
 def main() -> None:
-    from .points import PointsError
+    from grader.course.points import PointsError
 
     try:
         cli(prog_name="learnkd")

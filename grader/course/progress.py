@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .topics import topic_names
+from grader.course.topics import topic_names
 
 STATE_DIR = ".learnkd"
 VERSION = 1

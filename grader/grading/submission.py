@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .checking import CheckFailed
-from .topics import topics
+from grader.grading.checking import CheckFailed
+from grader.course.topics import topics
 
 PACKAGE = "learnkd_submission"
 
@@ -63,7 +63,7 @@ def display_path(path: Path | str) -> str:
 
 def forbidden_import(source: str, filename: str) -> LoadError | None:
     """The first import of the reference or the grader in ``source``, if any (the worker's own check)."""
-    from .worker.serve import forbidden_import as find
+    from grader.worker.serve import forbidden_import as find
 
     found = find(source, filename)
     return LoadError(filename, found["line"], found["message"]) if found else None

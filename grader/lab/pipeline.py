@@ -7,7 +7,7 @@ with the reference solutions and `learnkd report` with the learner's, both in th
 ``curves=True`` (test accuracy measured during training, for the plots). `learnkd check all` does not run
 it: the learner's code trains in the grader's worker and the judge measures the exported graphs on the test
 set itself (``grader.grading.end_to_end``); it shares ``ModelReport``, ``comparison_table`` and the latency
-method (``grader.latency``: every model timed the same way, once all are trained) with this.
+method (``grader.lab.latency``: every model timed the same way, once all are trained) with this.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from . import latency, teacher_cache
-from .data import Batches, load_mnist
-from .topics import schedule
+from grader.lab import latency, teacher_cache
+from grader.lab.data import Batches, load_mnist
+from grader.course.topics import schedule
 
 TEACHER, DISTILLED, HARD = "teacher", "student (distilled)", "student (hard labels)"
 # Batch sizes of the CPU latency measurement: one image (a phone app, a web request) and a large batch
@@ -90,7 +90,7 @@ def test_logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
 
 
 def time_models(models: dict[str, nn.Module]) -> dict[str, dict[int, latency.Latency]]:
-    """Each model's CPU latency (``grader.latency``): CPU copies in eval mode, timed together once all are trained."""
+    """Each model's CPU latency (``grader.lab.latency``): CPU copies in eval mode, timed together once all are trained."""
     copies = {name: copy.deepcopy(model).cpu().eval() for name, model in models.items()}
     return latency.measure({name: {b: model for b in LATENCY_BATCHES} for name, model in copies.items()})
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .worker.scenarios import MEAN, STD, Batches, normalise  # noqa: F401 (one copy, shared with the worker)
+from grader.worker.scenarios import MEAN, STD, Batches, normalise  # noqa: F401 (one copy, shared with the worker)
 
 ENV_VAR = "LEARNKD_DATA"
 SPLITS = {
@@ -149,11 +149,3 @@ def load_mnist(split: str = "train", data_dir=None, limit: int | None = None,
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return normalise(images), labels.clone()
-
-
-def mnist_batches(split: str = "train", batch_size: int = 128, shuffle: bool | None = None,
-                  seed: int = 0, limit: int | None = None, data_dir=None,
-                  device: str | torch.device = "cpu") -> Batches:
-    """Batches of real MNIST; the training split is shuffled by default, the test split is not."""
-    x, y = load_mnist(split, data_dir, limit)
-    return Batches(x, y, batch_size, split == "train" if shuffle is None else shuffle, seed, device)

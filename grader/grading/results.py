@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .topics import ALL, topic_names
+from grader.course.topics import ALL, topic_names
 
 DONE, FAILING, NOT_STARTED = "done", "failing", "not started"
 MARK = {DONE: "✓", FAILING: "✗", NOT_STARTED: "·"}
@@ -60,26 +58,14 @@ class TopicResult:
         return FAILING if failed else NOT_STARTED
 
 
-def read_results(path: Path) -> list[CheckResult]:
-    """The checks the grading process finished (a truncated last line is dropped)."""
-    results = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                results.append(CheckResult(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                break
-    return results
-
-
 def by_topic(results: list[CheckResult], topics: list[str]) -> list[TopicResult]:
     order = [t for t in [*topic_names(), ALL] if t in topics]
     return [TopicResult(t, [r for r in results if r.topic == t]) for t in order]
 
 
 def gradescope(results: list[CheckResult], execution_time: float, summary: str) -> dict:
-    """Gradescope's results.json: one test per check, worth its points (grader/points.toml), tagged with its topic."""
-    from .points import points
+    """Gradescope's results.json: one test per check, worth its points (grader/course/points.toml), tagged with its topic."""
+    from grader.course.points import points
 
     order = [*topic_names(), ALL]
     tests, counters = [], {}

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .stubs import BEGIN, END, SOLUTIONS, make_stub, stub_files
-from .topics import ALL, schedule, topic_names, topics
+from grader.course.stubs import BEGIN, END, SOLUTIONS, make_stub, stub_files
+from grader.course.topics import ALL, schedule, topic_names, topics
 
 TAG_PREFIX = "learnkd:"  # an exercise cell's tag is TAG_PREFIX + topic name
 NBFORMAT = 4  # the notebook format version written and read (Jupyter's since 2015)
@@ -286,7 +286,7 @@ class NotebookSubmission:
         """``text`` with each location in the written files replaced by the notebook cell it came from."""
         if not text:
             return text
-        from .submission import display_path
+        from grader.grading.submission import display_path
 
         prefixes = {str(self.folder), str(self.folder.resolve()), display_path(self.folder)}
         files = "|".join(re.escape(t.file) for t in topics())
@@ -406,7 +406,7 @@ def notebook_cells(solutions: bool = False) -> list[dict]:
     placed = ["Teacher", "Student", "train_model", "evaluate", "soft_targets", "distillation_loss", "distill"]
     if sorted(placed) != sorted(defs):
         raise ValueError(f"the lab places {sorted(placed)} but the exercises define {sorted(defs)}: "
-                         "update grader/notebook.py to place every exercise")
+                         "update grader/notebook/build.py to place every exercise")
     return [
         _md(f"""
 # Knowledge distillation on MNIST: a big teacher trains a tiny student
@@ -461,12 +461,12 @@ import time
 
 import matplotlib.pyplot as plt
 
-from grader.data import Batches, load_mnist
+from grader.lab.data import Batches, load_mnist
 
 # {LIMIT_ENV}=N keeps the first N images of each split: a quick run. Unset: all of MNIST.
 LIMIT = int(os.environ["{LIMIT_ENV}"]) if os.environ.get("{LIMIT_ENV}") else None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-# The course's schedule, the one `learnkd check all` uses (grader/topics.toml).
+# The course's schedule, the one `learnkd check all` uses (grader/course/topics.toml).
 BATCH_SIZE, EPOCHS, LR = {batch_size}, {epochs}, {lr}
 T, ALPHA = {T}, {alpha}
 print(f"device: {{DEVICE}}, images per split: {{LIMIT or 'all'}}")
