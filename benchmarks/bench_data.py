@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from grader import data
-from grader.data import Batches, load_mnist
+from grader.lab import data
+from grader.lab.data import Batches, load_mnist
 
 TARGET_SPEEDUP = 5.0  # the fast path exists to make a training epoch's data cost negligible
 

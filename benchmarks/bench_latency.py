@@ -5,7 +5,7 @@
 The three models of the comparison (the reference Teacher and Student, twice: the distilled and the
 hard-label one are the same network) are exported once as the worker exports them (a graph for 1,000 images
 and one for a single image) and loaded as the judge's graphs. Each run is a fresh process that times them as
-`learnkd check all` does (``grader.latency.measure``: one thread, warm-up, interleaved rounds, the median
+`learnkd check all` does (``grader.lab.latency.measure``: one thread, warm-up, interleaved rounds, the median
 and the interquartile range), then, for comparison, as the worker did before (each model on its own, one
 after another, the median of ~0.3 s of calls on torch's default thread count). The weights are not trained:
 a forward pass costs the same whatever the weights.
@@ -58,7 +58,7 @@ def child(path: str) -> None:
 
     import torch
 
-    from grader import latency
+    from grader.lab import latency
     from grader.grading.graph import Graph
 
     graphs = torch.load(path, weights_only=True)
@@ -109,7 +109,7 @@ def one_run(graphs: Path) -> dict:
 
 
 def summary(label: str, runs: list[dict]) -> dict:
-    from grader import latency
+    from grader.lab import latency
 
     print(f"\n== {label}: {len(runs)} runs (load average during them: "
           f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f}; timing took "
@@ -139,9 +139,9 @@ def summary(label: str, runs: list[dict]) -> dict:
 
 
 def phrases(runs: list[dict]) -> list[str]:
-    """The speed phrase of the reading under the table (``grader.report.speed_phrase``), per run."""
-    from grader import latency
-    from grader.report import speed_phrase
+    """The speed phrase of the reading under the table (``grader.lab.report.speed_phrase``), per run."""
+    from grader.lab import latency
+    from grader.lab.report import speed_phrase
 
     said = []
     for r in runs:
@@ -158,7 +158,7 @@ def phrases(runs: list[dict]) -> list[str]:
 def within_a_table(runs: list[dict]) -> dict:
     """What one table claims about its rows: the two students (the same network) within each other's spread,
     and the Teacher / Student ratio from run to run."""
-    from grader import latency
+    from grader.lab import latency
 
     out = {}
     for batch in ("1", "1000"):
