@@ -328,7 +328,7 @@ def _unknown_tag(nb):
 @pytest.mark.parametrize("change, says", [
     (lambda p: p.write_text('{"cells": [, }'), "not valid JSON (line 1"),
     (lambda p: p.write_text("[1, 2, 3]"), "is JSON but not a Jupyter notebook"),
-    (lambda p: edit(p, lambda nb: nb.update(nbformat=3)), "format version 3; learnkd reads version 4"),
+    (lambda p: edit(p, lambda nb: nb.update(nbformat=99)), "format version 99, which learnkd could not convert"),
     (lambda p: edit(p, _drop_tag), "(distillation_loss) defines distillation_loss but has no tag 'learnkd:loss'"),
     (lambda p: edit(p, _delete_cell), "no code cell tagged 'learnkd:loss' defines distillation_loss"),
     (lambda p: edit(p, _drop_every_tag), "it has no cell tagged learnkd:TOPIC at all"),
@@ -337,7 +337,7 @@ def _unknown_tag(nb):
     (lambda p: edit(p, _magic), "Lines starting with % or ! are notebook commands"),
     (lambda p: edit(p, _unknown_tag), "has the tag 'learnkd:losses', which names no topic"),
     (lambda p: p.unlink(), "there is no such file"),
-], ids=["not-json", "not-a-notebook", "nbformat-3", "untagged", "deleted", "no-tags", "duplicated", "syntax",
+], ids=["not-json", "not-a-notebook", "nbformat-99", "untagged", "deleted", "no-tags", "duplicated", "syntax",
         "magic", "unknown-tag", "no-file"])
 def test_a_bad_notebook_is_a_one_paragraph_usage_error(change, says, tmp_path):
     nb_path = make_notebook(tmp_path, solutions=True)
@@ -346,6 +346,42 @@ def test_a_bad_notebook_is_a_one_paragraph_usage_error(change, says, tmp_path):
     assert result.exit_code == EXIT_USAGE, result.output
     assert result.output.startswith("Error: ") and "Traceback" not in result.output
     assert says in " ".join(result.output.split()), result.output
+
+
+def test_a_notebook_of_format_version_3_is_upgraded_and_graded(tmp_path):
+    # Jupyter before 2015 wrote version 3 (cells inside worksheets); nbformat.read converts it
+    nb_path = make_notebook(tmp_path, solutions=True)
+    old = nbformat.convert(nbformat.read(nb_path, as_version=4), 3)
+    assert old.nbformat == 3 and "worksheets" in old
+    nb_path.write_text(nbformat.writes(old, version=3))
+    result = check("loss", "--notebook", str(nb_path))
+    assert result.exit_code == 0, result.output
+    assert "11/11" in result.output or "✓" in result.output
+
+
+def test_the_template_places_every_exercise_once_and_fills_every_placeholder():
+    from grader.notebook.build import PLACEHOLDER, TEMPLATE, notebook_cells
+
+    cells = notebook_cells()
+    assert not any(PLACEHOLDER.search(c["source"]) for c in cells), "a {{placeholder}} was left in the notebook"
+    placed = [c["source"].split("(")[0].split()[-1] for c in cells if c.get("topic")]
+    assert len(placed) == 7
+    raw = nbformat.read(TEMPLATE, as_version=4)
+    assert all("id" in cell for cell in raw.cells), "the template's cells have ids (nbformat 4.5)"
+
+
+def test_a_template_that_names_an_unknown_exercise_is_a_clear_error(tmp_path):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from grader.notebook.build import notebook_cells
+
+    template = tmp_path / "lab.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("# learnkd: exercise Teacherr")]), template)
+    with pytest.raises(ValueError, match="'# learnkd: exercise Teacherr' names no definition"):
+        notebook_cells(template=template)
+    nbformat.write(new_notebook(cells=[new_code_cell("print({{epoch}})")]), template)
+    with pytest.raises(ValueError, match=r"\{\{epoch\}\} names no value"):
+        notebook_cells(template=template)
 
 
 def test_a_syntax_error_names_its_cell_and_line(tmp_path):

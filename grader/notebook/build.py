@@ -1,4 +1,10 @@
-"""The lab notebook: written from the exercises, graded by taking its exercise cells back out.
+"""The lab notebook: written from a template and the exercises, graded by taking its exercise cells back out.
+
+The lab's prose and cells are ``lab.ipynb`` beside this file, which course authors edit in Jupyter. In it,
+``{{epochs}}``-style placeholders stand for values of the course (``template_values``); a code cell that
+holds only ``# learnkd: exercise NAME`` becomes the exercise cell of that definition; a markdown cell that
+starts with ``<!-- learnkd: exercise note, TOPIC -->`` says what to write there, and learnkd adds how the
+cell is graded.
 
 An exercise cell is a code cell whose metadata tags hold ``learnkd:<topic>`` (``learnkd:loss``).
 Each holds one top-level definition of the topic's file (``soft_targets``, ``distillation_loss``),
@@ -167,15 +173,12 @@ def read_cells(path: Path) -> list[Cell]:
         raise NotebookError(f"{path} is not a Jupyter notebook: a notebook is a JSON file, and this one is not "
                             f"valid JSON{where}. Was it saved from Jupyter as .ipynb (not exported as .py or "
                             f"HTML)? If it was cut short, open it in Jupyter to see what is left. {fix}") from None
-    if not isinstance(data, dict) or "cells" not in data or "nbformat" not in data:
+    if not isinstance(data, dict) or not ("cells" in data or "worksheets" in data) or "nbformat" not in data:
         raise NotebookError(f"{path} is JSON but not a Jupyter notebook: it has no 'cells' and 'nbformat' "
                             f"entries at the top. Give the .ipynb file you work in. {fix}")
     version = data.get("nbformat")
     if version != NBFORMAT:
-        raise NotebookError(f"{path} is a notebook of format version {version!r}; learnkd reads version "
-                            f"{NBFORMAT}, which Jupyter has written since 2015. Convert it with `jupyter "
-                            f"nbconvert --to notebook --nbformat {NBFORMAT} --output NEW.ipynb {path.name}` "
-                            f"(or open and save it in a recent Jupyter), then check NEW.ipynb.")
+        data = upgraded(path, raw, version)
     if not isinstance(data["cells"], list) or not all(isinstance(c, dict) for c in data["cells"]):
         raise NotebookError(f"{path} is damaged: its 'cells' entry is not a list of cells. {fix}")
     cells, counts = [], {}
@@ -187,6 +190,20 @@ def read_cells(path: Path) -> list[Cell]:
         cells.append(Cell(counts[kind], kind, _text(cell.get("source")), [t for t in tags if isinstance(t, str)],
                           index))
     return cells
+
+
+def upgraded(path: Path, raw: bytes, version) -> dict:
+    """A notebook of an older format version, as version 4 (``nbformat.reads`` converts it); NotebookError when
+    nbformat cannot."""
+    import nbformat
+
+    try:
+        return nbformat.reads(raw.decode("utf-8-sig"), as_version=NBFORMAT)
+    except Exception as err:  # nbformat's errors for a version it cannot read or convert vary by release
+        raise NotebookError(f"{path} is a notebook of format version {version!r}, which learnkd could not convert "
+                            f"to version {NBFORMAT} ({type(err).__name__}: {str(err).strip()[:200]}). Open and save "
+                            f"it in a recent Jupyter, or convert it with `jupyter nbconvert --to notebook "
+                            f"--nbformat {NBFORMAT} --output NEW.ipynb {path.name}`, then check NEW.ipynb.") from None
 
 
 def exercise_cells(cells: list[Cell], path: Path) -> dict[str, list[Cell]]:
@@ -391,343 +408,91 @@ def _exercise_note(topic: str, what: str) -> dict:
                f"other import it needs goes inside it. Stuck? `learnkd hint {topic}`.")
 
 
-def notebook_cells(solutions: bool = False) -> list[dict]:
-    """The lab, section by section: goals, data, models, teacher, loss, distillation, comparison, plots."""
+TEMPLATE = Path(__file__).with_name("lab.ipynb")  # the lab's prose and cells: course authors edit it in Jupyter
+PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")  # {{epochs}}: a value learnkd fills in
+EXERCISE_CELL = re.compile(r"^# learnkd: exercise (\w+)$")  # a code cell that becomes that exercise's stub
+EXERCISE_NOTE = re.compile(r"^<!-- learnkd: exercise note, (\w+) -->\s*")  # the note above an exercise
+
+
+def template_values() -> dict[str, str]:
+    """What the template's ``{{name}}`` placeholders stand for."""
+    plan = schedule()
+    return {"notebook_name": DEFAULT_NAME, "limit_env": LIMIT_ENV, "install_spec": INSTALL_SPEC,
+            "exercise_imports": "\n".join(exercise_imports()),
+            **{key: str(plan[key]) for key in ("batch_size", "epochs", "lr", "T", "alpha")}}
+
+
+def fill(text: str, values: dict[str, str], where: str) -> str:
+    def value(match):
+        if match.group(1) not in values:
+            raise ValueError(f"{TEMPLATE.name}, {where}: {{{{{match.group(1)}}}}} names no value; the template may "
+                             f"use {', '.join('{{%s}}' % k for k in sorted(values))}")
+        return values[match.group(1)]
+    return PLACEHOLDER.sub(value, text)
+
+
+def notebook_cells(solutions: bool = False, template: Path = TEMPLATE) -> list[dict]:
+    """The lab's cells from ``template``: placeholders filled in, each exercise cell the stub (or the reference)
+    of the definition it names, each exercise note followed by how the cell below it is graded."""
+    import nbformat
+
     parts = topic_parts(solutions)
     defs = {name: d for topic_name, (_, ds) in parts.items() for d in ds for name in d.names}
     topic_of = {name: topic_name for topic_name, (_, ds) in parts.items() for d in ds for name in d.names}
-
-    def exercise(name: str) -> dict:
-        return _exercise(topic_of[name], defs[name])
-
-    plan = schedule()
-    batch_size, epochs, lr, T, alpha = (plan[k] for k in ("batch_size", "epochs", "lr", "T", "alpha"))
-    imports = "\n".join(exercise_imports())
-    placed = ["Teacher", "Student", "train_model", "evaluate", "soft_targets", "distillation_loss", "distill"]
+    values = template_values()
+    cells, placed = [], []
+    for number, cell in enumerate(nbformat.read(template, as_version=NBFORMAT).cells, start=1):
+        source = cell.source.strip()
+        exercise = EXERCISE_CELL.match(source) if cell.cell_type == "code" else None
+        note = EXERCISE_NOTE.match(source) if cell.cell_type == "markdown" else None
+        if exercise:
+            name = exercise.group(1)
+            if name not in defs:
+                raise ValueError(f"{template.name}, cell {number}: '# learnkd: exercise {name}' names no definition "
+                                 f"of the exercises; they define {', '.join(sorted(defs))}")
+            placed.append(name)
+            cells.append(_exercise(topic_of[name], defs[name]))
+        elif note:
+            cells.append(_exercise_note(note.group(1), fill(source[note.end():], values, f"cell {number}")))
+        else:
+            cells.append({"kind": cell.cell_type, "source": fill(source, values, f"cell {number}")})
     if sorted(placed) != sorted(defs):
-        raise ValueError(f"the lab places {sorted(placed)} but the exercises define {sorted(defs)}: "
-                         "update grader/notebook/build.py to place every exercise")
-    return [
-        _md(f"""
-# Knowledge distillation on MNIST: a big teacher trains a tiny student
-
-A large network trained on hard labels (this image is a 7) learns more than the labels: its outputs say
-that this 7 looks a little like a 1 and nothing like a 0. Hinton, Vinyals and Dean (2015) showed that a
-small network trained to match those softened outputs learns better than the same small network trained
-on the labels alone. In this lab you build both networks, write the distillation loss, and measure the
-difference on MNIST.
-
-**How this notebook works.** The code cells that follow an **Exercise** note are yours to fill in: each
-holds a stub whose body raises `NotImplementedError`; replace that line with your code (the docstring says
-what the function must do, the `TODO` line where to start). Those cells carry a tag, `learnkd:TOPIC`
-(`learnkd:models`, `learnkd:loss`, `learnkd:train`, `learnkd:evaluate`), that the grader uses to find
-them; in Jupyter you can see the tags under View > Cell toolbar > Tags (Notebook 6) or in the property
-inspector (JupyterLab). To grade a topic, save the notebook and run, in a terminal:
-
-    learnkd check loss --notebook {DEFAULT_NAME}
-
-The other cells are the lab itself: run them top to bottom. On a laptop CPU the whole run takes a few
-minutes; set the environment variable `{LIMIT_ENV}=2000` before starting Jupyter for a quick pass on
-2,000 images.
-"""),
-        _code(f"""
-import sys
-
-# On Google Colab, install learnkd first (it brings the MNIST helpers and the grader); elsewhere this does nothing.
-if "google.colab" in sys.modules:
-    %pip install --quiet "{INSTALL_SPEC}"
-"""),
-        _md("""
-## 1. Goals
-
-By the end of this lab you will have:
-
-- built a Teacher CNN (about 400,000 parameters) and a Student CNN with at least 10x fewer;
-- written `soft_targets` (softmax at a temperature T) and the distillation loss: a KL divergence between
-  the softened outputs of teacher and student, mixed with the ordinary cross-entropy on the labels;
-- trained the Teacher, distilled the Student from it, and trained the same Student on hard labels alone
-  from the same starting weights, so that the targets are the only difference;
-- compared the three models on accuracy, size and training time.
-"""),
-        _code(f"""
-# What the exercise cells use: the same imports as the files in exercises/.
-{imports}
-
-# What the lab's own cells use.
-import copy
-import io
-import os
-import time
-
-import matplotlib.pyplot as plt
-
-from grader.lab.data import Batches, load_mnist
-
-# {LIMIT_ENV}=N keeps the first N images of each split: a quick run. Unset: all of MNIST.
-LIMIT = int(os.environ["{LIMIT_ENV}"]) if os.environ.get("{LIMIT_ENV}") else None
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-# The course's schedule, the one `learnkd check all` uses (grader/course/topics.toml).
-BATCH_SIZE, EPOCHS, LR = {batch_size}, {epochs}, {lr}
-T, ALPHA = {T}, {alpha}
-print(f"device: {{DEVICE}}, images per split: {{LIMIT or 'all'}}")
-"""),
-        _md("""
-## 2. The data
-
-MNIST: 28x28 greyscale images of handwritten digits, 60,000 for training and 10,000 for testing.
-`load_mnist` reads them from the folder named by the environment variable `LEARNKD_DATA` (or downloads
-them to a cache folder) and returns them standardised (mean 0, standard deviation 1) as a float tensor of
-shape (N, 1, 28, 28), with the labels as an int64 tensor of shape (N,). `Batches` serves them in
-mini-batches from memory; each pass over it is one epoch, and a shuffled one draws a new order each epoch.
-"""),
-        _code("""
-x_train, y_train = load_mnist("train", limit=LIMIT)  # (N, 1, 28, 28) float32, (N,) int64
-x_test, y_test = load_mnist("test", limit=LIMIT)
-print(f"train: {tuple(x_train.shape)}, test: {tuple(x_test.shape)}")
-
-
-def train_batches(seed: int) -> Batches:
-    \"\"\"The training set in shuffled mini-batches; the same seed gives the same order.\"\"\"
-    return Batches(x_train, y_train, BATCH_SIZE, shuffle=True, seed=seed, device=DEVICE)
-
-
-test_batches = Batches(x_test, y_test, batch_size=1000, device=DEVICE)
-
-fig, axes = plt.subplots(2, 8, figsize=(10, 3))
-for ax, image, label in zip(axes.flat, x_train[:16], y_train[:16]):
-    ax.imshow(image[0], cmap="gray")
-    ax.set_title(int(label))
-    ax.axis("off")
-plt.show()
-"""),
-        _md(f"""
-## 3. The models
-
-Both models map a batch of images (B, 1, 28, 28) to raw scores, the **logits**, of shape (B, 10): no
-softmax at the end, since the losses apply it themselves (and at the temperature they need).
-
-- The **Teacher** is big and accurate: it should reach 99% on the test set after {epochs} epochs.
-- The **Student** is tiny: at most 25,000 parameters and at least 10x fewer than the Teacher. It is the
-  model you would ship to a phone.
-
-A recipe that works on MNIST: a few convolutions that halve the image (28 -> 14 -> 7) while adding
-channels, then flatten and one or two `nn.Linear` layers. Avoid global average pooling right after the
-convolutions: it throws away where the strokes are.
-"""),
-        _exercise_note("models", "Build the Teacher: its layers in `__init__`, the forward pass in `forward`."),
-        exercise("Teacher"),
-        _exercise_note("models", "Build the Student within its parameter budget."),
-        exercise("Student"),
-        _code("""
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-torch.manual_seed(0)
-teacher = Teacher().to(DEVICE)
-torch.manual_seed(1)
-student = Student().to(DEVICE)
-hard_student = copy.deepcopy(student)  # the same starting weights: section 7 trains it on hard labels
-print(f"Teacher: {parameter_count(teacher):,} parameters")
-print(f"Student: {parameter_count(student):,} parameters "
-      f"({parameter_count(teacher) / parameter_count(student):.0f}x fewer)")
-print("logits of two images:", tuple(teacher(x_train[:2].to(DEVICE)).shape))
-"""),
-        _md("""
-## 4. Training the teacher
-
-The Teacher learns from the labels alone, with the cross-entropy loss and the Adam optimizer: for every
-mini-batch, clear the old gradients, compute the loss, back-propagate, take a step. `train_model` returns
-the mean loss of each epoch, for the plots of section 8. `evaluate` measures the fraction of test images
-whose largest logit is the right class.
-"""),
-        _exercise_note("train", "Write the training loop on hard labels."),
-        exercise("train_model"),
-        _exercise_note("evaluate", "Write the accuracy of a model on a data set."),
-        exercise("evaluate"),
-        _code("""
-start = time.perf_counter()
-teacher_losses = train_model(teacher, train_batches(seed=0), epochs=EPOCHS, lr=LR)
-teacher_seconds = time.perf_counter() - start
-teacher_accuracy = evaluate(teacher, test_batches)
-print(f"Teacher: test accuracy {teacher_accuracy:.2%} after {EPOCHS} epochs ({teacher_seconds:.0f} s)")
-"""),
-        _md(r"""
-## 5. The distillation loss
-
-The softmax at temperature $T$ turns logits $z$ into probabilities
-$p_i = \exp(z_i / T) / \sum_j \exp(z_j / T)$. At $T = 1$ it is the ordinary softmax; a larger $T$
-flattens it, so that the small probabilities of the wrong classes, how the Teacher ranks them, become
-visible. Those are the **soft targets**.
-
-The distillation loss mixes two terms with a weight $\alpha$:
-
-$$\mathcal{L} = \alpha \, T^2 \, \mathrm{KL}\big(\mathrm{softmax}(t / T) \,\|\, \mathrm{softmax}(s / T)\big)
-+ (1 - \alpha) \, \mathrm{CE}(s, y)$$
-
-where $s$ and $t$ are the logits of student and teacher and $y$ the labels. The KL divergence
-$\mathrm{KL}(p \| q) = \sum_i p_i (\log p_i - \log q_i)$ is summed over the classes and averaged over the
-batch. The factor $T^2$ keeps the soft term's gradients, which shrink as $1/T^2$, on the scale of the
-hard term's. The hard term is the plain cross-entropy, at $T = 1$.
-"""),
-        _exercise_note("loss", "Write the softmax at temperature T."),
-        exercise("soft_targets"),
-        _exercise_note("loss", "Write the distillation loss."),
-        exercise("distillation_loss"),
-        _code("""
-teacher.eval()
-with torch.no_grad():
-    logits = teacher(x_test[:1].to(DEVICE)).cpu()  # (1, 10)
-
-fig, axes = plt.subplots(1, 4, figsize=(12, 2.5), sharey=True)
-for ax, temperature in zip(axes, [1.0, 2.0, 4.0, 8.0]):
-    ax.bar(range(10), soft_targets(logits, T=temperature)[0].detach())
-    ax.set_title(f"T = {temperature:g}")
-    ax.set_xticks(range(10))
-axes[0].set_ylabel("probability")
-fig.suptitle(f"The Teacher's soft targets for a test image of a {int(y_test[0])}", y=1.05)
-plt.show()
-
-# Two checks you can reason out: equal logits give a soft term of 0, and alpha = 0 leaves the cross-entropy.
-s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
-print(f"alpha=1, student = teacher: {distillation_loss(t, t, y, alpha=1.0).item():.4f} (expected 0)")
-print(f"alpha=0: {distillation_loss(s, t, y, alpha=0.0).item():.4f}, "
-      f"cross-entropy: {F.cross_entropy(s, y).item():.4f} (expected equal)")
-"""),
-        _md("""
-## 6. Distilling the student
-
-`distill` trains the Student on `distillation_loss`. The Teacher is only a source of targets: it stays in
-eval mode, its logits are computed without gradients, and its weights never change. Only the Student's
-parameters go to the optimizer.
-"""),
-        _exercise_note("train", "Write the distillation loop."),
-        exercise("distill"),
-        _code("""
-start = time.perf_counter()
-student_losses = distill(student, teacher, train_batches(seed=1), epochs=EPOCHS, T=T, alpha=ALPHA, lr=LR)
-student_seconds = time.perf_counter() - start
-student_accuracy = evaluate(student, test_batches)
-print(f"distilled Student: test accuracy {student_accuracy:.2%} ({student_seconds:.0f} s, T={T}, alpha={ALPHA})")
-"""),
-        _md("""
-## 7. Comparing with a student trained on hard labels
-
-Does the Teacher help? Train `hard_student`, which starts from the very same weights as `student` and sees
-the batches in the same order, on the labels alone, then compare. On MNIST the gap is small, a few tenths
-of a percent at most, and it varies with the seed; on harder tasks it is larger. The Student's size is the
-point: it keeps most of the Teacher's accuracy with a small fraction of its parameters.
-"""),
-        _code("""
-start = time.perf_counter()
-hard_losses = train_model(hard_student, train_batches(seed=1), epochs=EPOCHS, lr=LR)
-hard_seconds = time.perf_counter() - start
-hard_accuracy = evaluate(hard_student, test_batches)
-
-
-def size_kb(model: nn.Module) -> float:
-    \"\"\"Size of the saved weights (what a deployment would ship), in KB.\"\"\"
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell() / 1024
-
-
-results = {
-    "teacher": (teacher, teacher_accuracy, teacher_seconds),
-    "student (distilled)": (student, student_accuracy, student_seconds),
-    "student (hard labels)": (hard_student, hard_accuracy, hard_seconds),
-}
-print(f"{'model':<24}{'accuracy':>9}{'parameters':>12}{'size':>11}{'training':>10}")
-for name, (model, accuracy, seconds) in results.items():
-    print(f"{name:<24}{accuracy:>9.2%}{parameter_count(model):>12,}{size_kb(model):>8.1f} KB{seconds:>8.1f} s")
-"""),
-        _md("""
-## 8. Plots
-
-Left, the training loss of each epoch; the distillation loss is on another scale (its soft term is
-multiplied by T squared), so it has an axis of its own. Right, the test accuracy of the three models.
-"""),
-        _code("""
-fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
-epochs = range(1, EPOCHS + 1)
-left.plot(epochs, teacher_losses, "o-", label="teacher (cross-entropy)")
-left.plot(epochs, hard_losses, "o-", label="student, hard labels (cross-entropy)")
-left.set_xlabel("epoch")
-left.set_ylabel("cross-entropy")
-left.set_xticks(list(epochs))
-soft_axis = left.twinx()
-soft_axis.plot(epochs, student_losses, "s--", color="tab:green", label="student, distilled (distillation loss)")
-soft_axis.set_ylabel("distillation loss")
-left.legend(loc="upper right")
-soft_axis.legend(loc="center right")
-left.set_title("training loss per epoch")
-
-names = list(results)
-accuracies = [results[name][1] for name in names]
-bars = right.bar(names, accuracies, color=["tab:blue", "tab:green", "tab:orange"])
-for bar, name in zip(bars, names):
-    top_middle = (bar.get_x() + bar.get_width() / 2, bar.get_height())
-    right.annotate(f"{parameter_count(results[name][0]):,} params", top_middle, ha="center", va="bottom")
-right.set_ylim(min(accuracies) - 0.05, 1.0)
-right.set_ylabel("test accuracy")
-right.set_title("test accuracy")
-plt.tight_layout()
-plt.show()
-"""),
-        _md(f"""
-## 9. Wrap-up
-
-- A trained model's outputs carry more than its predictions: the softened probabilities of the wrong
-  classes tell a student which digits look alike. That is what distillation passes on.
-- The loss is a KL divergence between softened distributions, averaged over the batch and scaled by
-  $T^2$, mixed with the cross-entropy on the labels.
-- The Student keeps most of the Teacher's accuracy at a small fraction of its size; the same recipe
-  compresses language models (DistilBERT, TinyBERT) and vision models.
-
-Things to try: distil at T = 1, 4 and 8; set alpha to 0 (the hard-label student again) and to 1 (soft
-targets only); shrink the Student further; train on a few thousand images only, where the Teacher's soft
-targets help most.
-
-To grade your cells, save the notebook and run in a terminal `learnkd check TOPIC --notebook {DEFAULT_NAME}`
-for each of models, loss, train and evaluate, then `learnkd check all --notebook {DEFAULT_NAME}` for the
-end-to-end run on all of MNIST. On Colab, download the notebook first (File > Download > .ipynb).
-"""),
-    ]
+        raise ValueError(f"{template.name} places {sorted(placed)} but the exercises define {sorted(defs)}: each "
+                         f"definition needs one code cell '# learnkd: exercise NAME'")
+    return cells
 
 
 def build_notebook(solutions: bool = False) -> dict:
-    """The lab as an nbformat v4 notebook (a plain dict); ``solutions`` fills in the exercise cells."""
+    """The lab as an nbformat v4 notebook; ``solutions`` fills in the exercise cells."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
+
+    make = {"code": new_code_cell, "markdown": new_markdown_cell, "raw": new_raw_cell}
     cells, counts = [], {}
     for spec in notebook_cells(solutions):
         topic = spec.get("topic")
         key = topic or spec["kind"]
         counts[key] = counts.get(key, 0) + 1
-        cell = {"cell_type": spec["kind"], "id": f"{key}-{counts[key]}", "metadata": {},
-                "source": spec["source"]}
+        cell = make[spec["kind"]](spec["source"])
+        cell["id"] = f"{key}-{counts[key]}"  # the same ids every time: a rebuilt notebook diffs cleanly
         if topic:
             cell["metadata"]["tags"] = [tag(topic)]
-        if spec["kind"] == "code":
-            cell.update(execution_count=None, outputs=[])
         cells.append(cell)
-    return {
-        "cells": cells,
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-            "learnkd": {"solutions": solutions, "tags": f"exercise cells are tagged {TAG_PREFIX}TOPIC"},
-        },
-        "nbformat": NBFORMAT,
-        "nbformat_minor": 5,
-    }
+    return new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "learnkd": {"solutions": solutions, "tags": f"exercise cells are tagged {TAG_PREFIX}TOPIC"},
+    })
 
 
 def write_notebook(out: Path, solutions: bool = False) -> Path:
     """Write the lab to ``out`` (validated against the nbformat schema first)."""
     import nbformat
 
-    notebook = nbformat.from_dict(build_notebook(solutions))
+    notebook = build_notebook(solutions)
     nbformat.validate(notebook)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
+    partial = out.with_name(f".{out.name}.learnkd-tmp")
+    with open(partial, "w", encoding="utf-8") as f:
         nbformat.write(notebook, f)
+    partial.replace(out)  # whole or not at all
     return out
