@@ -300,7 +300,7 @@ def test_bundle_files_are_written_and_executable(tmp_path):
         assert os.access(bundle / name, os.X_OK), name
         assert (bundle / name).read_text().startswith("#!/usr/bin/env bash")
     assert 'LEARNKD_TOPIC:-loss' in (bundle / "run_autograder").read_text()
-    assert (bundle / "learnkd" / "pyproject.toml").is_file() and (bundle / "learnkd" / "grader" / "points.toml").is_file()
+    assert (bundle / "learnkd" / "pyproject.toml").is_file() and (bundle / "learnkd" / "grader" / "course" / "points.toml").is_file()
     with zipfile.ZipFile(bundle / "autograder.zip") as zf:
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR

@@ -16,6 +16,8 @@ project's tests use to run it on a fake /autograder tree.
 
     python -m grader.classroom.gradescope prepare SUBMISSION WORK RESULTS TOPIC
     python -m grader.classroom.gradescope ensure-results RESULTS
+
+The two shell scripts are ``setup.sh`` and ``run_autograder`` beside this file (package data).
 """
 
 from __future__ import annotations
@@ -26,76 +28,24 @@ import sys
 import zipfile
 from pathlib import Path
 
+import click
+
 from grader.grading import ROOT
 from grader.course.topics import ALL, topic_names
 
 PROJECT_FILES = ["pyproject.toml", "README.md", "grader", "solutions", "exercises"]
 RUN_AS = "learnkd"  # the user the learner's code runs as on Gradescope: it cannot write the results
 
-SETUP_SH = r"""#!/usr/bin/env bash
-# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu, with internet).
-set -euo pipefail
-AUTOGRADER="${LEARNKD_AUTOGRADER:-/autograder}"
-SOURCE="$AUTOGRADER/source"
-apt-get update
-apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap
-python3 -m venv "$AUTOGRADER/venv"
-"$AUTOGRADER/venv/bin/pip" install --upgrade pip
-"$AUTOGRADER/venv/bin/pip" install torch torchvision --index-url https://download.pytorch.org/whl/cpu
-"$AUTOGRADER/venv/bin/pip" install "$SOURCE/learnkd"
-rm -rf "$SOURCE/learnkd"  # the installed copy is the one that runs; the reference is not left lying around
-if [ ! -d "$SOURCE/data/MNIST/raw" ]; then
-    LEARNKD_DATA="$SOURCE/data" "$AUTOGRADER/venv/bin/python" -c \
-        "from grader.lab.data import load_mnist; load_mnist('train'); load_mnist('test')"
-fi
-chmod -R a+rX "$SOURCE/data"
-# The learner's code runs as this user: it may not read the reference, write /autograder/results or leave
-# processes behind. The installed reference and grader are root's alone, but for the worker's own package.
-id -u @RUN_AS@ >/dev/null 2>&1 || useradd --system --create-home @RUN_AS@
-SITE="$("$AUTOGRADER/venv/bin/python" -c 'import grader, os; print(os.path.dirname(os.path.dirname(os.path.abspath(grader.__file__))))')"
-chmod -R go-rwx "$SITE/solutions" "$SITE/grader"
-chmod go+x "$SITE/grader"
-chmod -R go+rX "$SITE/grader/worker"
-"""
-
-RUN_AUTOGRADER = r"""#!/usr/bin/env bash
-# Gradescope runs this once per submission: lay it out like exercises/, grade it, leave results.json.
-set -uo pipefail
-AUTOGRADER="${LEARNKD_AUTOGRADER:-/autograder}"
-PYTHON="${LEARNKD_PYTHON:-$AUTOGRADER/venv/bin/python}"
-LEARNKD="${LEARNKD_BIN:-$AUTOGRADER/venv/bin/learnkd}"
-RUN_AS="${LEARNKD_RUN_AS-@RUN_AS@}"   # empty: run as the current user (tests)
-TOPIC="${LEARNKD_TOPIC:-@TOPIC@}"
-RESULTS="$AUTOGRADER/results/results.json"
-export LEARNKD_DATA="${LEARNKD_DATA:-$AUTOGRADER/source/data}"
-mkdir -p "$AUTOGRADER/results"
-rm -f "$RESULTS"
-WORK="$(mktemp -d)"
-# prepare writes what to grade (--path FOLDER or --notebook FILE) to $WORK/target, one word a line
-if "$PYTHON" -m grader.classroom.gradescope prepare "$AUTOGRADER/submission" "$WORK" "$RESULTS" "$TOPIC"; then
-    mapfile -t TARGET < "$WORK/target"
-    if [ -n "$RUN_AS" ] && [ "$(id -u)" = 0 ]; then
-        # the judge runs as root; the learner's code (the worker) as $RUN_AS, who cannot write $WORK
-        (cd "$WORK" && LEARNKD_WORKER_USER="$RUN_AS" "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")
-        runuser -u "$RUN_AS" -- kill -9 -1 2>/dev/null  # anything the submission left running
-    else
-        (cd "$WORK" && "$LEARNKD" check "$TOPIC" "${TARGET[@]}" --json "$WORK/results.json")
-    fi
-    [ -f "$WORK/results.json" ] && cp "$WORK/results.json" "$RESULTS"
-fi
-"$PYTHON" -m grader.classroom.gradescope ensure-results "$RESULTS"
-rm -rf "$WORK"
-exit 0
-"""
+SCRIPTS = Path(__file__).resolve().parent  # setup.sh and run_autograder: @TOPIC@ and @RUN_AS@ filled in
 
 
 def write_bundle(out: Path, topic: str = ALL, data_dir: Path | None = None) -> list[Path]:
     """Write the bundle's files into ``out`` and zip them as ``out/autograder.zip``; the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
+    for name in ("setup.sh", "run_autograder"):
         path = out / name
-        path.write_text(text.replace("@TOPIC@", topic).replace("@RUN_AS@", RUN_AS))
+        path.write_text((SCRIPTS / name).read_text().replace("@TOPIC@", topic).replace("@RUN_AS@", RUN_AS))
         path.chmod(0o755)
         written.append(path)
     project = out / "learnkd"
@@ -168,15 +118,25 @@ def ensure_results(results: Path) -> None:
             "if it keeps happening, tell your instructor.")))
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["prepare"] and len(argv) == 5:
-        return 0 if prepare_submission(Path(argv[1]), Path(argv[2]), Path(argv[3]), argv[4]) else 1
-    if argv[:1] == ["ensure-results"] and len(argv) == 2:
-        ensure_results(Path(argv[1]))
-        return 0
-    print(__doc__, file=sys.stderr)
-    return 2
+@click.group(help="The steps of run_autograder that need Python (Gradescope).")
+def main():
+    pass
+
+
+@main.command(help="Lay SUBMISSION out for grading in WORK; on failure write a results file at RESULTS.")
+@click.argument("submission", type=click.Path(path_type=Path))
+@click.argument("work", type=click.Path(path_type=Path))
+@click.argument("results", type=click.Path(path_type=Path))
+@click.argument("topic")
+def prepare(submission: Path, work: Path, results: Path, topic: str):
+    sys.exit(0 if prepare_submission(submission, work, results, topic) else 1)
+
+
+@main.command("ensure-results", help="Write a failed results file at RESULTS unless a valid one is there.")
+@click.argument("results", type=click.Path(path_type=Path))
+def ensure_results_command(results: Path):
+    ensure_results(results)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()
