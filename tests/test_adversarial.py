@@ -286,7 +286,7 @@ def test_the_instruments_see_what_they_watch(tmp_path):
         proc.wait()
 
 
-@pytest.mark.parametrize("name", ["steal_ssh_key", "write_bashrc", "cache_poison"])
+@pytest.mark.parametrize("name", ["steal_ssh_key", "write_bashrc", pytest.param("cache_poison", marks=pytest.mark.slow)])
 def test_the_harmful_attacks_do_harm_where_nothing_isolates_them(name, tmp_path):
     """Run outside any sandbox, against a fake HOME, the attack does what it says: the tests above are not vacuous.
     (The attacks that signal or write outside HOME are not run here: they would reach other processes.)"""

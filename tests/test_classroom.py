@@ -131,6 +131,7 @@ def test_grade_with_a_malformed_points_file_is_exit_2_before_grading(tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_check_json_with_a_malformed_points_file_is_exit_2(tmp_path):
     (tmp_path / "points.toml").write_text("default = [1]\n")
     env = dict(os.environ, LEARNKD_POINTS=str(tmp_path / "points.toml"))
@@ -238,6 +239,7 @@ def graded_class(tmp_path_factory):
     return result, out
 
 
+@pytest.mark.slow
 def test_grade_writes_a_gradebook_with_the_same_points_possible_for_everyone(graded_class):
     result, out = graded_class
     assert result.exit_code == 0, result.output
@@ -250,6 +252,7 @@ def test_grade_writes_a_gradebook_with_the_same_points_possible_for_everyone(gra
     assert list(rows["good"])[:4] == ["submission", "source", "loss", "total"]
 
 
+@pytest.mark.slow
 def test_grade_writes_results_json_that_agrees_with_the_gradebook(graded_class):
     _, out = graded_class
     rows = read_gradebook(out)
@@ -261,6 +264,7 @@ def test_grade_writes_results_json_that_agrees_with_the_gradebook(graded_class):
     assert any("not started" in t["output"] for t in stub_report["tests"])
 
 
+@pytest.mark.slow
 def test_grade_writes_a_junit_report(graded_class):
     _, out = graded_class
     suites = ElementTree.parse(out / "junit.xml").getroot()
@@ -277,6 +281,7 @@ def test_grade_rejects_an_unknown_topic(tmp_path):
     assert result.exit_code == 2 and "nope" in result.output
 
 
+@pytest.mark.slow
 def test_grade_as_a_real_command(tmp_path):
     submission = copy_of_reference(tmp_path / "carol")
     env = dict(os.environ, LEARNKD_POINTS=str(tmp_path / "points.toml"))
@@ -322,6 +327,7 @@ def bundle(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_run_autograder_grades_a_submission_in_a_fake_autograder_tree(bundle, tmp_path):
     tree = tmp_path / "autograder"
     copy_of_reference(tree / "submission")  # Gradescope puts the uploaded files right there

@@ -232,6 +232,7 @@ def test_check_loss_on_the_solutions_passes_and_writes_gradescope_json(project):
     assert all(t["name"].startswith("loss: ") for t in results["tests"])
 
 
+@pytest.mark.slow
 def test_check_on_untouched_exercises_is_not_started_and_fails(project):
     out = project / "results.json"
     result = learnkd("check", "loss", "--json", str(out))
@@ -246,6 +247,7 @@ def test_check_on_untouched_exercises_is_not_started_and_fails(project):
     assert all("not started" in t["output"] for t in results["tests"])  # the learner sees why
 
 
+@pytest.mark.slow
 def test_check_without_a_topic_grades_the_next_one_not_done(project):
     write_progress(project, {"models": {"status": "done", "passed": 4, "total": 4}})
     result = learnkd("check")
@@ -265,6 +267,7 @@ def broken_submission(project: Path) -> tuple[Path, int]:
     return folder, at + 1
 
 
+@pytest.mark.slow
 def test_a_syntax_error_is_one_message_with_file_and_line_and_other_topics_still_grade(project):
     folder, line = broken_submission(project)
     result = learnkd("check", "loss", "--path", str(folder))
@@ -280,6 +283,7 @@ def test_a_syntax_error_is_one_message_with_file_and_line_and_other_topics_still
     assert "SyntaxError" not in result.output
 
 
+@pytest.mark.slow
 def test_the_real_command_in_a_process_of_its_own(tmp_path):
     proc = subprocess.run([str(LEARNKD), "check", "loss", "--solutions"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)

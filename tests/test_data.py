@@ -340,6 +340,7 @@ def project(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_cli_without_data_and_offline_exits_2_with_the_paragraph(project):
     # offline here: torchvision's download fails for real (takes a few seconds)
     empty = project / "empty"

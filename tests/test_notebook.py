@@ -207,6 +207,7 @@ def test_untouched_notebook_is_not_started_and_solutions_notebook_is_done(tmp_pa
     assert re.search(r"^loss\s+✓", result.output, re.M), result.output
 
 
+@pytest.mark.slow
 def test_the_progress_line_of_a_notebook_is_the_notebooks_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(SOLUTIONS, tmp_path / "exercises", ignore=shutil.ignore_patterns("__pycache__"))
@@ -223,6 +224,7 @@ def test_the_progress_line_of_a_notebook_is_the_notebooks_own(tmp_path, monkeypa
     assert "grading the next topic not done: models" in result.output, result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", [MEAN_NOT_BATCHMEAN, RAISES_ON_LABELS], ids=["mean-not-batchmean", "raises"])
 def test_a_notebook_grades_as_the_same_code_in_a_folder(text, tmp_path):
     nb_path = put_file(make_notebook(tmp_path, solutions=True), "loss", text)
@@ -235,6 +237,7 @@ def test_a_notebook_grades_as_the_same_code_in_a_folder(text, tmp_path):
     assert ".py:" not in from_notebook.output
 
 
+@pytest.mark.slow
 def test_a_traceback_points_at_the_cell_and_its_line(tmp_path):
     nb_path = put_file(make_notebook(tmp_path, solutions=True), "loss", RAISES_ON_LABELS)
     result = check("loss", "--notebook", str(nb_path), "-v")
@@ -252,6 +255,7 @@ def test_a_traceback_points_at_the_cell_and_its_line(tmp_path):
 BANK = (sorted((TESTS / "mistakes" / "loss").glob("*.py"))[:2] + sorted((TESTS / "correct" / "loss").glob("*.py"))[:1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", BANK, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
 def test_files_of_the_banks_grade_the_same_in_a_notebook(path, tmp_path):
     nb_path = put_file(make_notebook(tmp_path, solutions=True), "loss", path.read_text())
@@ -263,6 +267,7 @@ def test_files_of_the_banks_grade_the_same_in_a_notebook(path, tmp_path):
     assert without_locations(nb_report) == without_locations(py_report)
 
 
+@pytest.mark.slow
 def test_exercise_cells_see_the_imports_of_the_notebook(tmp_path):
     # loss.py imports neither torch nor nn, but in the notebook every exercise cell sees them.
     def use_torch(nb):
@@ -276,6 +281,7 @@ def test_exercise_cells_see_the_imports_of_the_notebook(tmp_path):
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_a_syntax_error_in_another_topic_does_not_stop_grading(tmp_path):
     def break_evaluate(nb):
         [cell] = tagged(nb, "evaluate")
@@ -348,6 +354,7 @@ def test_a_bad_notebook_is_a_one_paragraph_usage_error(change, says, tmp_path):
     assert says in " ".join(result.output.split()), result.output
 
 
+@pytest.mark.slow
 def test_a_notebook_of_format_version_3_is_upgraded_and_graded(tmp_path):
     # Jupyter before 2015 wrote version 3 (cells inside worksheets); nbformat.read converts it
     nb_path = make_notebook(tmp_path, solutions=True)
@@ -403,6 +410,7 @@ def test_notebook_and_path_together_are_a_usage_error(tmp_path):
 # the notebook in a real Jupyter kernel
 
 
+@pytest.mark.slow
 def test_the_solutions_notebook_runs_top_to_bottom_in_a_kernel(tmp_path, mnist_dir, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv(LIMIT_ENV, str(KERNEL_RUN_LIMIT))

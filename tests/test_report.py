@@ -42,6 +42,7 @@ def reference_run(tmp_path_factory, mnist_dir):
     return result, out
 
 
+@pytest.mark.slow
 def test_reference_writes_the_report_and_every_figure(reference_run):
     result, out = reference_run
     assert result.exit_code == 0, result.output
@@ -89,6 +90,7 @@ def folder_with(tmp_path: Path, stubbed: str | None = None) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_report_runs_the_learners_own_code(tmp_path, mnist_dir):
     out = tmp_path / "out"
     result = invoke(["report", "--path", str(folder_with(tmp_path)), *QUICK, "--out", str(out)], mnist_dir)
@@ -116,6 +118,7 @@ def test_report_on_code_that_crashes_names_the_learners_line(tmp_path, mnist_dir
     assert "NameError" in result.output and "evaluate.py:" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["temperature", "alpha", "data", "missing-digit"])
 def test_experiment_writes_its_figure_and_json(name, tmp_path, tmp_path_factory, mnist_dir):
     cache = tmp_path_factory.getbasetemp() / "xdg-cache"  # one teacher for the four experiments
