@@ -1,4 +1,4 @@
-"""grader.grading.submission: a learner's folder imported as a package of its own, and load errors in words."""
+"""grader.lab.submission: a learner's folder imported as a package of its own, and load errors in words."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import solutions.evaluate
 import solutions.loss
 import solutions.models
 import solutions.train
-from grader.grading.checking import CheckFailed
 from grader.course.stubs import SOLUTIONS
-from grader.grading.submission import display_path, load_submission
+from grader.lab.submission import NotLoaded, display_path, load_submission
 
 REFERENCE = {"models": solutions.models, "loss": solutions.loss, "train": solutions.train,
              "evaluate": solutions.evaluate}
@@ -60,7 +59,7 @@ def test_a_syntax_error_names_file_and_line_and_the_reference_stands_in(folder):
     assert error.file.endswith("loss.py") and "SyntaxError" in error.message
     assert error.line is not None and at + 1 <= error.line <= len(lines)
     assert f"loss.py:{error.line}" in str(error)
-    with pytest.raises(CheckFailed) as info:
+    with pytest.raises(NotLoaded) as info:
         sub.loss
     assert str(info.value) == str(error)
     # the other files still load; train.py imported the reference loss in place of the broken one
@@ -101,7 +100,7 @@ def test_a_missing_file_is_reported(folder):
     (folder / "evaluate.py").unlink()
     sub = load(folder)
     assert "is missing" in sub.errors["evaluate"].message and sub.errors["evaluate"].line is None
-    with pytest.raises(CheckFailed, match="evaluate.py"):
+    with pytest.raises(NotLoaded, match="evaluate.py"):
         sub.evaluate
 
 

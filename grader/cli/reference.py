@@ -11,7 +11,6 @@ commands so that `learnkd --help` stays fast. Output folders (created when missi
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,107 +55,37 @@ def prepare_environment(device: str, data_dir: Path | None) -> str | None:
     return data
 
 
-def learner_frame(err: BaseException, folder: Path) -> str:
-    """'exercises/models.py:23' for the deepest frame of ``err`` in the learner's folder, or ''."""
-    from grader.grading.submission import display_path
+def lab_code(path: Path | None, reference: bool = False) -> tuple[Path, SimpleNamespace]:
+    """The folder and code a lab command trains: the reference, or the learner's finished folder (``path``;
+    None: ./exercises, found as `learnkd check` finds it)."""
+    from grader.grading import SOLUTIONS
+    from grader.lab.code import LabError, load_code, reference_code, require_finished
 
-    where = ""
-    for frame in traceback.extract_tb(err.__traceback__):
-        if Path(frame.filename).resolve().parent == folder.resolve():
-            where = f"{display_path(frame.filename)}:{frame.lineno}"
-    return where
-
-
-def load_code(folder: Path) -> SimpleNamespace:
-    """The modules of a folder laid out like exercises/; UserError when a file does not even import."""
-    from grader.grading.submission import load_submission
-
-    submission = load_submission(folder)
-    if submission.errors:
-        problems = "; ".join(str(e) for e in submission.errors.values())
-        raise UserError(f"Your code in {folder} cannot be run: {problems}. Fix it (learnkd check tells you more), "
-                         "then run this again.")
-    return SimpleNamespace(models=submission.models, loss=submission.loss, train=submission.train,
-                           evaluate=submission.evaluate)
-
-
-def unfinished_parts(code: SimpleNamespace, folder: Path) -> tuple[list[str], str | None]:
-    """Run each function of the contract once on two random images; (stubs still raising, other failure)."""
-    import torch
-
-    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
-    batches = [(x, y)]
-    stubs, failure = [], None
-    steps = [
-        ("models.py: Teacher", lambda: code.models.Teacher()(x)),
-        ("models.py: Student", lambda: code.models.Student()(x)),
-        ("loss.py: distillation_loss", lambda: code.loss.distillation_loss(torch.randn(4, 10), torch.randn(4, 10), y)),
-        ("train.py: train_model", lambda: code.train.train_model(code.models.Student(), batches, epochs=1)),
-        ("train.py: distill", lambda: code.train.distill(code.models.Student(), code.models.Teacher(), batches, epochs=1)),
-        ("evaluate.py: evaluate", lambda: code.evaluate.evaluate(code.models.Student(), batches)),
-    ]
-    for name, step in steps:
-        try:
-            step()
-        except NotImplementedError:
-            stubs.append(name)
-        except Exception as err:  # the learner's bug: say where, once
-            if failure is None:
-                where = learner_frame(err, folder)
-                failure = f"{name} raised {type(err).__name__}: {err}" + (f" (at {where})" if where else "")
-    return stubs, failure
-
-
-def require_finished(code: SimpleNamespace, folder: Path) -> None:
-    stubs, failure = unfinished_parts(code, folder)
-    if stubs:
-        raise UserError(
-            f"Your code in {folder} is not finished: {', '.join(stubs)} still raise NotImplementedError, the stub's "
-            "placeholder. learnkd report trains your own models, so every topic must be written first: run "
-            "`learnkd check` to grade the next topic, and `learnkd check all` once they pass; then run "
-            "`learnkd report` again. (`learnkd reference` shows the report of the reference solutions.)")
-    if failure:
-        raise UserError(f"Your code in {folder} fails on two random images: {failure}. Run `learnkd check` to find "
-                         "out what is wrong, then run `learnkd report` again.")
-
-
-def reference_code() -> SimpleNamespace:
-    from solutions import evaluate, loss, models, train
-
-    return SimpleNamespace(models=models, loss=loss, train=train, evaluate=evaluate)
+    if reference:
+        return SOLUTIONS, reference_code()
+    folder = submission_folder(path, False)
+    try:
+        code = load_code(folder)
+        require_finished(code, folder)
+    except LabError as err:
+        raise UserError(str(err)) from None
+    return folder, code
 
 
 def write_report(code: SimpleNamespace, folder: Path, kind: str, seeds: int, seed: int, out: Path, device: str,
                  epochs: int | None, data_dir: Path | None, limit: int | None) -> None:
-    """The common body of `reference` and `report`: train, measure, write JSON and figures, print."""
-    from grader.lab import plots, report
-    from grader.lab.data import load_mnist
-    from grader.course.topics import schedule
+    """The common body of `reference` and `report`: train, measure, write (``grader.lab.report.make_report``), print."""
+    from grader.lab import report
 
-    import time
-
-    start = time.perf_counter()
     data = prepare_environment(device, data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stream = sys.stderr
-    plan = dict(schedule(), epochs=epochs or schedule()["epochs"])
-    click.echo(f"{kind}: {seeds} seed{'s' if seeds > 1 else ''} x (Teacher, distilled Student, Student on hard "
-               f"labels), {plan['epochs']} epochs each, on {device}; code: {folder}", err=True)
-    run = report.run_report(code, list(range(seed, seed + seeds)), data_dir=data, device=device, epochs=epochs,
-                            limit=limit, stream=stream, log=lambda text: click.echo(text, err=True))
-    x_test, y_test = load_mnist("test", data)
-    train_examples = len(load_mnist("train", data, limit)[1])
-    summary = report.summarise(run, kind, str(folder), plan, train_examples, y_test, device)
-    click.echo("drawing the figures", err=True)
-    summary["figures"] = plots.report_figures(summary, run.runs[0]["teacher"].logits, x_test, y_test, out)
-    path = report.write_json(summary, out)
+    summary, path, seconds = report.make_report(code, folder, kind, list(range(seed, seed + seeds)), out, data,
+                                                device, epochs, limit, log=lambda text: click.echo(text, err=True))
     click.echo(report.format_table(summary))
     click.echo("")
     click.echo(click.wrap_text(summary["distillation_gain"]["text"], width=110))
     click.echo("")
     click.echo(f"written to {out}/: {path.name}, " + ", ".join(summary["figures"].values()))
-    click.echo(f"done in {time.perf_counter() - start:.0f} s ({summary['total_seconds']:.0f} s of training and "
-               "measuring)")
+    click.echo(f"done in {seconds:.0f} s ({summary['total_seconds']:.0f} s of training and measuring)")
 
 
 @click.command()
@@ -169,9 +98,8 @@ def reference(seeds, seed, out, device, data_dir, limit, epochs):
     prints test accuracy, parameters, size on disk, CPU latency (1 image and 1,000), agreement with the
     teacher and training time, and writes report.json and the PNG figures into --out.
     """
-    from grader.grading import SOLUTIONS
-
-    write_report(reference_code(), SOLUTIONS, "reference", seeds, seed, out, device, epochs, data_dir, limit)
+    folder, code = lab_code(None, reference=True)
+    write_report(code, folder, "reference", seeds, seed, out, device, epochs, data_dir, limit)
 
 
 @click.command()
@@ -184,9 +112,7 @@ def report(path, seeds, seed, out, device, data_dir, limit, epochs):
     Trains your Teacher, distils your Student and trains it on hard labels too, with your train.py and
     evaluate.py, and writes report.json and the PNG figures into --out. Every topic must be written first.
     """
-    folder = submission_folder(path, False)
-    code = load_code(folder)
-    require_finished(code, folder)
+    folder, code = lab_code(path)
     write_report(code, folder, "report", seeds, seed, out, device, epochs, data_dir, limit)
 
 
@@ -223,15 +149,9 @@ def experiment(name, seeds, seed, out, device, T, alpha, examples, steps, path, 
     number of optimizer steps. Writes experiment-NAME.json and experiment-NAME.png into --out.
     """
     from grader.lab import experiments
-    from grader.grading import SOLUTIONS
     from grader.lab.teacher_cache import default_cache_dir
 
-    if path:
-        folder = submission_folder(path, False)
-        code = load_code(folder)
-        require_finished(code, folder)
-    else:
-        folder, code = SOLUTIONS, reference_code()
+    folder, code = lab_code(path, reference=path is None)
     data = prepare_environment(device, data_dir)
     stream = sys.stderr
     lab = experiments.prepare(code, folder, data, device, limit, steps, None if no_cache else default_cache_dir(),

@@ -39,7 +39,7 @@ def check_name(item) -> str:
 
 def shown_frames(frames: list[dict], folder: str) -> list[str]:
     """``exercises/loss.py:31 in distillation_loss: <line>`` for each of the learner's frames."""
-    from grader.grading.submission import display_path
+    from grader.lab.submission import display_path
 
     lines = []
     for frame in frames:

@@ -39,7 +39,7 @@ class Remote:
         error = self.errors.get(stem)
         if not isinstance(error, dict):
             return None
-        from grader.grading.submission import display_path
+        from grader.lab.submission import display_path
 
         folder = (session.request.display or session.request.path) if session.request else "."
         file = display_path(Path(folder) / Path(str(error.get("file"))).name)

@@ -283,6 +283,35 @@ def format_table(summary: dict, markdown: bool = False) -> str:
 
 
 def write_json(summary: dict, folder: Path) -> Path:
+    """report.json in ``folder``, written whole or not at all."""
     path = Path(folder) / "report.json"
-    path.write_text(json.dumps(summary, indent=2))
+    partial = path.with_name(".report.json.learnkd-tmp")
+    partial.write_text(json.dumps(summary, indent=2))
+    partial.replace(path)
     return path
+
+
+def make_report(code, folder: Path, kind: str, seeds: list[int], out: Path, data_dir: str | None, device: str,
+                epochs: int | None, limit: int | None, log: Callable[[str], None] = lambda text: None,
+                stream=None) -> tuple[dict, Path, float]:
+    """`learnkd reference` and `learnkd report`: train the three models of ``code`` for each seed, measure
+    them, write report.json and the figures into ``out``. Returns (summary, report.json's path, seconds)."""
+    import sys
+
+    from grader.course.topics import schedule
+    from grader.lab import plots
+    from grader.lab.data import load_mnist
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    plan = dict(schedule(), epochs=epochs or schedule()["epochs"])
+    log(f"{kind}: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} x (Teacher, distilled Student, Student on hard "
+        f"labels), {plan['epochs']} epochs each, on {device}; code: {folder}")
+    run = run_report(code, seeds, data_dir=data_dir, device=device, epochs=epochs, limit=limit,
+                     stream=stream or sys.stderr, log=log)
+    x_test, y_test = load_mnist("test", data_dir)
+    train_examples = len(load_mnist("train", data_dir, limit)[1])
+    summary = summarise(run, kind, str(folder), plan, train_examples, y_test, device)
+    log("drawing the figures")
+    summary["figures"] = plots.report_figures(summary, run.runs[0]["teacher"].logits, x_test, y_test, out)
+    return summary, write_json(summary, out), time.perf_counter() - start

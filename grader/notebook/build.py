@@ -303,7 +303,7 @@ class NotebookSubmission:
         """``text`` with each location in the written files replaced by the notebook cell it came from."""
         if not text:
             return text
-        from grader.grading.submission import display_path
+        from grader.lab.submission import display_path
 
         prefixes = {str(self.folder), str(self.folder.resolve()), display_path(self.folder)}
         files = "|".join(re.escape(t.file) for t in topics())

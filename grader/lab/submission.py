@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from grader.grading.checking import CheckFailed
 from grader.course.topics import topics
 
 PACKAGE = "learnkd_submission"
@@ -35,6 +34,10 @@ class LoadError:
         return f"{where}: {self.message}"
 
 
+class NotLoaded(Exception):
+    """A module of the submission that failed to load was asked for: its load error, in words."""
+
+
 @dataclass
 class Submission:
     """The learner's modules by file stem ('loss', 'train', ...) and the files that failed to load."""
@@ -48,7 +51,7 @@ class Submission:
         if stem in self.modules:
             return self.modules[stem]
         if stem in self.errors:
-            raise CheckFailed(str(self.errors[stem]))
+            raise NotLoaded(str(self.errors[stem]))
         raise AttributeError(stem)
 
 
