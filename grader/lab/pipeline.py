@@ -129,7 +129,7 @@ class ProgressBatches:
         self.probe(float(self.epoch))  # asked for the next batch after the last: the epoch is done
 
 
-class Probe:
+class AccuracyCurve:
     """Test accuracy of ``model`` on a few test images, taken during training; leaves the model's mode as it was."""
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor):
@@ -216,11 +216,11 @@ def run_pipeline(code: SimpleNamespace, data_dir=None, device: str = "cpu", seed
     x_test, y_test = load_mnist("test", data_dir)
     test = Batches(x_test, y_test, batch_size=1000, device=device)
     x_probe, y_probe = x_test[:PROBE_EXAMPLES].to(device), y_test[:PROBE_EXAMPLES]
-    probes: dict[str, Probe] = {}
+    probes: dict[str, AccuracyCurve] = {}
 
     def loader(label: str, offset: int, model: nn.Module) -> ProgressBatches:
         if curves:
-            probes[label] = Probe(model, x_probe, y_probe)
+            probes[label] = AccuracyCurve(model, x_probe, y_probe)
         batches = Batches(x_train, y_train, plan["batch_size"], shuffle=True, seed=seed + offset, device=device)
         return ProgressBatches(batches, label, stream, probes.get(label))
 

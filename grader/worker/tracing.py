@@ -51,7 +51,7 @@ DEFAULT_T, DEFAULT_ALPHA = 2.0, 0.7  # the defaults of the exercise's distillati
 
 
 # ---------------------------------------------------------------------------------------------------
-# Probe data: the judge calls these too, to regenerate what the worker used
+# RecordingModel data: the judge calls these too, to regenerate what the worker used
 
 
 def class_patterns(seed: int) -> Tensor:
@@ -135,7 +135,7 @@ class Recorder:
         return len(self.optimizers) - 1
 
 
-class Probe(nn.Module):
+class RecordingModel(nn.Module):
     """A tiny model for (B, 1, 28, 28) images: Flatten, Linear(784, 10). It records every forward pass."""
 
     def __init__(self, role: str, recorder: Recorder, weight: Tensor | None = None):
@@ -194,7 +194,7 @@ def _clone(t: Tensor | None) -> Tensor | None:
 
 
 @contextmanager
-def recording(recorder: Recorder, watched: Tensor, teacher: Probe | None = None, swap: tuple | None = None):
+def recording(recorder: Recorder, watched: Tensor, teacher: RecordingModel | None = None, swap: tuple | None = None):
     """Hooks on ``watched`` (the trained weight), the teacher and every optimizer step; ``swap`` =
     (train module, loss module, replacement) puts the replacement in place of distillation_loss."""
     events = recorder.events
@@ -315,7 +315,7 @@ def trace_train_model(worker, request: dict) -> dict:
     epochs, batches, batch_size, seed = _shape(request)
     recorder = Recorder("train_model", epochs, batches)
     x, y, _ = probe_data(batches, batch_size, seed)
-    model = Probe("model", recorder)
+    model = RecordingModel("model", recorder)
     model.eval()  # as evaluate() leaves it: train_model must switch it back
     loader = ProbeLoader(x, y, batch_size, recorder, seed=loader_seed(seed))
     before = model.linear.weight.detach().clone()
@@ -337,8 +337,8 @@ def trace_distill(worker, request: dict) -> dict:
     epochs, batches, batch_size, seed = _shape(request)
     recorder = Recorder("distill", epochs, batches)
     x, y, teacher_weight = probe_data(batches, batch_size, seed)
-    student = Probe("student", recorder, weight=torch.zeros(CLASSES, PIXELS))
-    teacher = Probe("teacher", recorder, weight=teacher_weight)
+    student = RecordingModel("student", recorder, weight=torch.zeros(CLASSES, PIXELS))
+    teacher = RecordingModel("teacher", recorder, weight=teacher_weight)
     student.eval()  # as evaluate() leaves it
     teacher.train(bool(request.get("teacher_training")))  # train mode: as train_model leaves it
     teacher.record_modes = True  # from here on, distill's teacher.eval() / teacher.train() calls are recorded
