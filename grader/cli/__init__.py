@@ -415,6 +415,22 @@ def gradescope_bundle(out, topic, data_dir):
         click.echo(f"wrote {path}")
 
 
+@cli.command("github-classroom")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The assignment's template repository: the workflow goes to OUT/.github/workflows/classroom.yml.")
+@click.option("--force", is_flag=True, help="Replace an existing workflow (kept as classroom.yml.bak).")
+def github_classroom(out, force):
+    """Write the GitHub Classroom workflow: one autograding step per topic (`learnkd check TOPIC`), points from
+    points.toml, and the reporter step."""
+    from grader.classroom.github import ClassroomError, write_workflow
+
+    try:
+        path = write_workflow(out, force)
+    except ClassroomError as err:
+        raise UserError(str(err)) from None
+    click.echo(f"wrote {path}: commit it to the assignment's template repository (with exercises/ at its root)")
+
+
 # reference, report, experiment: the commands that train on MNIST and draw (grader/cli/reference.py)
 from grader.cli.reference import experiment, reference, report  # noqa: E402
 
