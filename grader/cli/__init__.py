@@ -209,6 +209,56 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
 
 
 # ---------------------------------------------------------------------------------------------------
+# watch
+
+
+@cli.command()
+@click.option("--path", type=click.Path(path_type=Path), help="Watch this folder (laid out like exercises/) instead of ./exercises.")
+@click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path),
+              help="Watch this lab notebook and grade its exercise cells.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder holding MNIST/raw/ (default: $LEARNKD_DATA, then a per-user cache).")
+@click.option("--poll", is_flag=True, help="Look for changes every quarter second instead of asking the system.")
+@click.pass_context
+def watch(ctx, path, notebook, data_dir, poll):
+    """Check the next topic not done, again each time you save, until every topic passes (Ctrl-C stops)."""
+    from grader.course.progress import Progress
+    from grader.course.watching import snapshot, wait_for_change
+    from grader.grading import project_of
+
+    if notebook and path:
+        raise UserError("--notebook and --path each name what to watch: give one of them.")
+    if notebook and not notebook.is_file():
+        raise UserError(f"--notebook {notebook}: there is no such file. `learnkd notebook` writes the lab notebook.")
+    folder = None if notebook else submission_folder(path, False)
+    target = notebook.resolve() if notebook else folder
+    try:
+        while True:
+            progress = Progress.of_notebook(notebook) if notebook else Progress(project_of(folder))
+            topic = progress.next_topic()
+            if topic is None:
+                click.echo(progress_bar(progress))
+                click.echo("every topic passes: run `learnkd check all` to train your models end to end on MNIST.")
+                return
+            click.clear()
+            click.echo(f"learnkd watch: checking {topic} ({time.strftime('%H:%M:%S')}; Ctrl-C stops)", err=True)
+            args = dict(topic=topic, path=None if notebook else folder, notebook=notebook, data_dir=data_dir)
+            graded = snapshot([target])  # the files as this check reads them: a save during it counts
+            try:
+                ctx.invoke(check, **args)
+            except SystemExit as done:
+                if done.code == 0:
+                    continue  # passed: on to the next topic
+            click.echo(f"watching {target} for your next save...", err=True)
+            changed, how = wait_for_change([target], polling=poll, since=graded)
+            names = ", ".join(p.name for p in changed[:3]) or "a file"
+            click.echo(f"{names} changed ({how}, {time.strftime('%H:%M:%S')})", err=True)
+    except KeyboardInterrupt:
+        click.echo("\nstopped: your progress is saved (`learnkd progress` shows it; `learnkd watch` goes on).",
+                   err=True)
+
+
+# ---------------------------------------------------------------------------------------------------
 # progress, hint, reset, list
 
 
