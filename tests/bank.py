@@ -47,6 +47,7 @@ class Entry:
     says: str | None = None  # substring of that check's message
     only: bool = False  # it must fail no other check
     never: str | None = None  # words the failing check's message must not hold
+    mistake: str | None = None  # the id of the named mistake that check must carry ("loss.no_T_squared")
 
     @property
     def id(self) -> str:
@@ -61,8 +62,9 @@ def entries(kind: str) -> list[Entry]:
         says = re.search(r"^\s*says:\s*(.+?)\s*$", text, re.M)
         only = re.search(r"^\s*only:\s*yes\s*$", text, re.M)
         never = re.search(r"^\s*never says:\s*(.+?)\s*$", text, re.M)
+        mistake = re.search(r"^\s*mistake:\s*(\S+)\s*$", text, re.M)
         found.append(Entry(path.parent.name, path, check and check.group(1), says and says.group(1), bool(only),
-                           never and never.group(1)))
+                           never and never.group(1), mistake and mistake.group(1)))
     return found
 
 

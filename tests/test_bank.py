@@ -4,6 +4,8 @@ import pytest
 
 from bank import entries, grade, submission_with
 
+from grader.grading.results import mistake_ids
+
 MISTAKES = entries("mistakes")
 CORRECT = entries("correct")
 # The developer's loop (pytest -m "not slow") grades these few through the whole grading process; the full
@@ -35,6 +37,9 @@ def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mni
             f"{entry.id}: the message says {entry.never!r}: {matching}")
     if entry.only:
         assert matching == failed, f"{entry.id}: fails other checks too: {list(set(failed) - set(matching))}"
+    if entry.mistake:
+        ids = {c.name: c.mistake for c in result.failed if entry.check in c.name}
+        assert any(entry.mistake in mistake_ids(m) for m in ids.values()), f"{entry.id}: mistake ids {ids}"
 
 
 @pytest.mark.parametrize("entry", banked(CORRECT))

@@ -38,7 +38,7 @@ def run(submission, reference, dropout: float = 0.0) -> dict:
         # argmax over the batch fails on a partial batch (shapes (10,) and (6,)); on full batches of 10 it runs
         mistake = recognise_evaluate(fn, reference.evaluate.evaluate) if err.type == "RuntimeError" else None
         if mistake:
-            raise CheckFailed(f"{raised(err)} {mistake.says}") from err
+            raise CheckFailed(f"{raised(err)} {mistake.says}", mistake=mistake.id) from err
         raise
 
 
@@ -51,9 +51,11 @@ def raised(err: LearnerError) -> str:
             f"last one holds {PARTIAL[-1][0]}), raised {error}{end}")
 
 
-def failed(submission, message: str, targets: list[str]) -> CheckFailed:
-    """The verdict, pointing at the line of the learner's evaluate that ``targets`` find (source.find)."""
-    return CheckFailed(message, learner_line(submission, "evaluate", "evaluate", targets))
+def failed(submission, message: str, targets: list[str], mistake=None) -> CheckFailed:
+    """The verdict, pointing at the line of the learner's evaluate that ``targets`` find (source.find);
+    ``mistake``: the recognised Mistake, if any (its id goes with the verdict)."""
+    return CheckFailed(message, learner_line(submission, "evaluate", "evaluate", targets),
+                       mistake=mistake.id if mistake else None)
 
 
 def explain(submission, reference, got, want: float) -> CheckFailed:
@@ -63,7 +65,7 @@ def explain(submission, reference, got, want: float) -> CheckFailed:
             f"{PARTIAL[-1][0]}), of which the model gets {sum(n for _, n in PARTIAL)} right")
     if mistake:
         return failed(submission, f"evaluate returned {fmt(got)} {data}: expected {want:.6g}. {mistake.says}",
-                      where(mistake))
+                      where(mistake), mistake)
     if isinstance(got, float) and math.isnan(got):
         return failed(submission, f"evaluate returned NaN {data}: expected {want:.6g}. A fraction of examples is "
                       "never NaN: is a division 0 / 0 somewhere (an empty count, or a total that stays 0)?",

@@ -55,10 +55,12 @@ def setting(batch: int, T: float, alpha: float) -> str:
     return f"T={T:g}, alpha={alpha:g} and a batch of {batch}"
 
 
-def failed(fn, message: str, targets: list[str]) -> CheckFailed:
-    """The verdict on the learner's function ``fn``, pointing at its line that ``targets`` find (source.find)."""
+def failed(fn, message: str, targets: list[str], mistake=None) -> CheckFailed:
+    """The verdict on the learner's function ``fn``, pointing at its line that ``targets`` find (source.find);
+    ``mistake``: the recognised Mistake the message names, if any (its id goes with the verdict)."""
     remote, module, name = (getattr(fn, a, None) for a in ("remote", "module", "name"))
-    return CheckFailed(message, learner_line(remote, module, name, targets) if remote is not None else [])
+    return CheckFailed(message, learner_line(remote, module, name, targets) if remote is not None else [],
+                       mistake=mistake.id if mistake else None)
 
 
 def scalar_loss(value, batch: int | None = None, fn=None) -> Tensor:
@@ -105,7 +107,7 @@ def wrong_loss(fn, reference, setting_: str, got: Tensor, want: Tensor, expected
     mistake = shown_at(recognise_loss(fn, reference), reference, case)
     if mistake:
         return failed(fn, f"distillation_loss with {setting_} gave {fmt(got)}, expected {expected}{fmt(want)}{note}. "
-                      f"{mistake.says}", where(mistake))
+                      f"{mistake.says}", where(mistake), mistake)
     return failed(fn, f"distillation_loss with {setting_}{note}: {difference(got, want)}. It matches none of the "
                   "common mistakes: compare your code term by term with the formula in its docstring.", where(None))
 
@@ -129,7 +131,7 @@ def test_soft_targets_is_the_softmax_at_temperature_T(submission, reference):
             continue
         mistake = recognise_soft_targets(fn, ref)
         if mistake:
-            raise failed(fn, f"soft_targets(logits, T={T:g}) is wrong. {mistake.says}", where(mistake))
+            raise failed(fn, f"soft_targets(logits, T={T:g}) is wrong. {mistake.says}", where(mistake), mistake)
         extra = " At T=1 it should be exactly F.softmax(logits, dim=-1)." if T == 1.0 else ""
         raise failed(fn, f"soft_targets(logits, T={T:g}): {diff}.{extra}", ["call:softmax", "return"])
 
@@ -147,7 +149,7 @@ def test_soft_targets_rows_sum_to_one_and_flatten_as_T_grows(submission, referen
             row = int((sums - 1).abs().argmax())
             raise failed(fn, f"soft_targets(logits, T={T:g}): row {row} sums to {sums[row].item():.6g}, not 1. "
                          + (mistake.says if mistake else "Take the softmax along the class dimension (dim=-1)."),
-                         where(mistake) if mistake else ["call:softmax", "call:sum", "return"])
+                         where(mistake) if mistake else ["call:softmax", "call:sum", "return"], mistake)
         top = p.detach().max(dim=-1).values  # (B,) the largest probability of each row
         if previous is not None and (top > previous[1] + ROW_SUM_ATOL).any():
             row = int((top - previous[1]).argmax())
@@ -173,7 +175,7 @@ def test_soft_targets_is_finite_for_confident_logits(submission, reference):
         mistake = recognise_soft_targets(fn, reference.loss.soft_targets)
         raise failed(fn, f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g} is wrong. {mistake.says}"
                      if mistake else f"soft_targets(logits, T=1) with logits near {CONFIDENT_GAP:g}: {diff}.",
-                     where(mistake) if mistake else ["call:exp", "call:softmax", "return"])
+                     where(mistake) if mistake else ["call:exp", "call:softmax", "return"], mistake)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def test_gradient_matches_the_reference(submission, reference):
                 head = f"the gradient of distillation_loss with {setting(batch, T, alpha)} is wrong"
                 raise failed(fn, f"{head}. {mistake.says}" if mistake else
                              f"{head}: {diff}. It matches none of the common mistakes: compare your code term "
-                             "by term with the formula in its docstring.", where(mistake))
+                             "by term with the formula in its docstring.", where(mistake), mistake)
 
 
 def test_alpha_zero_is_the_cross_entropy(submission, reference):
@@ -273,7 +275,7 @@ def test_identical_logits_give_zero_at_alpha_one(submission, reference):
                          f"alpha=1 gave {fmt(got)}, expected 0: the KL divergence of a distribution from "
                          "itself is 0. " + (mistake.says if mistake else
                                             "Compute KL(p || q) = sum_i p_i * (log p_i - log q_i)."),
-                         where(mistake) if mistake else ["call:kl_div", "return"])
+                         where(mistake) if mistake else ["call:kl_div", "return"], mistake)
 
 
 def test_is_averaged_over_the_batch(submission, reference):
@@ -288,7 +290,7 @@ def test_is_averaged_over_the_batch(submission, reference):
                      f"twice (16 examples), {ratio(twice.item(), once.item()):.3g} times as much; a mean over the "
                      "batch would not change. " + (mistake.says if mistake else
                                                    "Average both terms over the batch, not sum them."),
-                     where(mistake) if mistake else ["call:kl_div", "call:sum", "return"])
+                     where(mistake) if mistake else ["call:kl_div", "call:sum", "return"], mistake)
 
 
 def test_leaves_its_inputs_unchanged(submission):

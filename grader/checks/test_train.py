@@ -20,7 +20,7 @@ import pytest
 from grader.grading.checking import CheckFailed, expect, learner_line
 from grader.lab.data import load_raw, normalise, resolve_data_dir
 from grader.diagnose import train as probes
-from grader.diagnose.train import (LossOracle, Trace, distill_problems, epochs_doubt, epochs_problem, forward_doubt,
+from grader.diagnose.train import (LossOracle, Trace, epochs_doubt, epochs_problem, forward_doubt,
                                    gradient_doubt, gradient_problem, history_problem, loop_problems, losses_match,
                                    mode_problem, passed_on_problem, rebuild_trace, same_batch_doubt,
                                    same_batch_problem, step_doubt, step_problem, teacher_change_problem,
@@ -118,17 +118,19 @@ def first(*problems: str | None) -> str | None:
     return next((p for p in problems if p), None)
 
 
-def failed(submission, trace: Trace, message: str, problem: str | None = None) -> CheckFailed:
+def failed(submission, trace: Trace, message: str, problem: str | None = None, mistake: str | None = None) -> CheckFailed:
     """The verdict, pointing at the line of the learner's loop that ``problem`` (the message itself when not
-    given) is about."""
-    return CheckFailed(message, learner_line(submission, "train", trace.function, probes.where(problem or message)))
+    given) is about; ``mistake``: the id of the mistake it names (``probes.MISTAKE_IDS``)."""
+    return CheckFailed(message, learner_line(submission, "train", trace.function, probes.where(problem or message)),
+                       mistake=mistake)
 
 
-def verdict(submission, trace: Trace, problem: str | None, *doubts) -> None:
-    """Fail with the reading's ``problem``, at the learner's line it is about; when there is none, with the
-    first of ``doubts`` (functions of the trace: what the judge could not confirm of the record itself)."""
+def verdict(submission, trace: Trace, problem: str | None, *doubts, reading: str = "") -> None:
+    """Fail with the ``reading``'s ``problem`` (the name of the function of grader.diagnose.train that found it),
+    at the learner's line it is about; when there is none, with the first of ``doubts`` (functions of the trace:
+    what the judge could not confirm of the record itself)."""
     if problem is not None:
-        raise failed(submission, trace, problem)
+        raise failed(submission, trace, problem, mistake=probes.MISTAKE_IDS.get(reading))
     for doubt in doubts:
         found = doubt(trace)
         expect(found is None, found or "")
@@ -142,35 +144,36 @@ def verdict(submission, trace: Trace, problem: str | None, *doubts) -> None:
 def test_clears_the_gradients_every_step(request, submission, function):
     """clears the gradients for every batch (no accumulation)"""
     trace = loop_trace(request, function)
-    verdict(submission, trace, gradient_problem(trace), forward_doubt, gradient_doubt)
+    verdict(submission, trace, gradient_problem(trace), forward_doubt, gradient_doubt, reading="gradient_problem")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_steps_the_optimizer_every_batch(request, submission, function):
     """steps the optimizer once per batch"""
     trace = loop_trace(request, function)
-    verdict(submission, trace, step_problem(trace), forward_doubt, step_doubt)
+    verdict(submission, trace, step_problem(trace), forward_doubt, step_doubt, reading="step_problem")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_runs_every_epoch(request, submission, function):
     """trains for `epochs` passes over the loader"""
     trace = loop_trace(request, function)
-    verdict(submission, trace, epochs_problem(trace), epochs_doubt)
+    verdict(submission, trace, epochs_problem(trace), epochs_doubt, reading="epochs_problem")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_trains_in_train_mode(request, submission, function):
     """trains the model in train mode, even when it was handed over in eval mode"""
     trace = loop_trace(request, function)
-    verdict(submission, trace, mode_problem(trace, trace.trained))  # train or eval mode: the worker's observation only
+    # train or eval mode: the worker's observation only
+    verdict(submission, trace, mode_problem(trace, trace.trained), reading="mode_problem")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_returns_the_mean_loss_of_each_epoch(request, submission, function):
     """returns the mean loss of each epoch, as a list of floats"""
     trace = loop_trace(request, function)
-    verdict(submission, trace, history_problem(trace), forward_doubt)
+    verdict(submission, trace, history_problem(trace), forward_doubt, reading="history_problem")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,24 +226,27 @@ def test_train_model_reaches_an_accuracy_floor(request, submission, options):
 
 def test_teacher_is_left_unchanged(submission, distill_trace):
     """distill leaves the teacher's weights unchanged and gives them no gradients"""
-    verdict(submission, distill_trace, teacher_change_problem(distill_trace), forward_doubt, teacher_doubt)
+    verdict(submission, distill_trace, teacher_change_problem(distill_trace), forward_doubt, teacher_doubt, reading="teacher_change_problem")
 
 
 def test_teacher_runs_in_eval_mode(submission, distill_trace):
     """distill runs the teacher in eval mode"""
-    verdict(submission, distill_trace, teacher_mode_problem(distill_trace))  # the worker's observation only
+    # the worker's observation only
+    verdict(submission, distill_trace, teacher_mode_problem(distill_trace), reading="teacher_mode_problem")
 
 
 def test_soft_targets_come_from_the_same_batch(submission, distill_trace):
     """distill takes the soft targets from the teacher's logits for the student's own batch"""
-    verdict(submission, distill_trace, same_batch_problem(distill_trace), forward_doubt, same_batch_doubt)
+    verdict(submission, distill_trace, same_batch_problem(distill_trace), forward_doubt, same_batch_doubt, reading="same_batch_problem")
 
 
 def test_passes_T_and_alpha_on(submission, distill_trace):
     """distill passes T and alpha on to distillation_loss"""
     trace = distill_trace
     # T and alpha of each loss call are those the judge received and computed the loss with
-    verdict(submission, trace, first(passed_on_problem(trace), teacher_ignored_problem(trace)), forward_doubt)
+    passed_on, ignored = passed_on_problem(trace), teacher_ignored_problem(trace)
+    verdict(submission, trace, first(passed_on, ignored), forward_doubt,
+            reading="passed_on_problem" if passed_on else "teacher_ignored_problem")
     if trace.of(probes.LossCall):
         return
     # distillation_loss was not called through its name: the returned losses must be its values
@@ -263,8 +269,8 @@ def _shown(values) -> str:
     return "None" if values is None else type(values).__name__
 
 
-def _follow_message(trace: Trace, want: str) -> tuple[str, str | None] | None:
-    """None when the student followed whom it should; else the message and the mistake it names."""
+def _follow_message(trace: Trace, want: str) -> tuple[str, str | None, str | None] | None:
+    """None when the student followed whom it should; else the message, the mistake's sentence and its id."""
     with_teacher, with_labels, n = probes.agreement(trace)
     score = with_teacher if want == "teacher" else with_labels
     if score >= AGREEMENT_FLOOR:
@@ -278,10 +284,10 @@ def _follow_message(trace: Trace, want: str) -> tuple[str, str | None] | None:
             f"whose teacher answers class c + 1 when the label is c, the student agreed with the teacher on "
             f"{with_teacher:.0%} of them and with the labels on {with_labels:.0%}; {what} "
             f"(at least {AGREEMENT_FLOOR:.0%})")
-    found = distill_problems(trace)
+    found = probes.distill_findings(trace)
     if found:
-        return f"{head}. {found[0]}", found[0]
-    return f"{head}. Pass alpha on to distillation_loss and train on its value for every batch.", None
+        return f"{head}. {found[0][0]}", found[0][0], found[0][1]
+    return f"{head}. Pass alpha on to distillation_loss and train on its value for every batch.", None, None
 
 
 def test_follows_the_teacher_when_alpha_is_one(submission, alpha_one_trace):

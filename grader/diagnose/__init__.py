@@ -13,7 +13,7 @@ correct function on at least one of them, and nothing is named when the learner 
 correct function on every probe.
 
 The API (stable; other topics' diagnoses import it):
-    Mistake(name, says, variant)          a known mistake
+    Mistake(name, says, variant, id)      a known mistake; named(topic, mistakes) gives each its stable id
     probe(*args, **kwargs) -> Probe       one input to call a function with
     call(fn, probe)                       the default observation: fn's output on copies of the inputs
     same(a, b, rtol, atol) -> bool        two observations agree (tensors, numbers, or tuples of them)
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import copy
 import numbers
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -43,6 +44,18 @@ class Mistake:
     name: str
     says: str
     variant: Callable = field(compare=False, repr=False)
+    id: str = ""  # "loss.no_T_squared": stable, what a class report counts (``named``); the wording may change
+
+
+def mistake_id(topic: str, name: str) -> str:
+    """The id of a mistake from its topic and short name: "loss", "no T**2" -> "loss.no_T_squared"."""
+    words = re.sub(r"[^A-Za-z0-9]+", "_", name.replace("**2", " squared")).strip("_")
+    return f"{topic}.{words}"
+
+
+def named(topic: str, mistakes: list[Mistake]) -> list[Mistake]:
+    """``mistakes`` with their ids (tests/mistake_ids.txt pins them: renaming a mistake must keep its id)."""
+    return [m if m.id else replace(m, id=mistake_id(topic, m.name)) for m in mistakes]
 
 
 @dataclass(frozen=True)

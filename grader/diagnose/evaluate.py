@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from grader.worker.scenarios import Lookup
 
-from grader.diagnose import Mistake, Probe, probe, recognise
+from grader.diagnose import Mistake, Probe, named, probe, recognise
 
 CLASSES = 10
 BATCH_SIZE = 32
@@ -116,7 +116,7 @@ def integer_division(model, loader):
     return correct // total
 
 
-EVALUATE_MISTAKES = [
+EVALUATE_MISTAKES = named("evaluate", [
     Mistake("mean of batch accuracies", "You averaged the accuracies of the batches, but the last batch is "
             f"smaller than the others ({PARTIAL[-1][0]} examples here, not {BATCH_SIZE}), so this is not the "
             "fraction of all examples: "
@@ -142,7 +142,7 @@ EVALUATE_MISTAKES = [
     Mistake("argmax without dim", "argmax() without dim= returns a single index into the flattened (B, 10) "
             "logits, not one class per example: use model(x).argmax(dim=1).",
             lambda model, loader: _reference(model, loader, dim=None)),
-]
+])
 
 # Where each mistake lives in the learner's evaluate: targets of the worker's task source.find
 # (grader/worker/source.py), tried in order; the check shows the first line found under its message.

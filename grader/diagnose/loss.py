@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grader.diagnose import Mistake, Probe, probe, recognise, same
+from grader.diagnose import Mistake, Probe, named, probe, recognise, same
 
 DEFAULT_T, DEFAULT_ALPHA = 2.0, 0.7  # the defaults of the exercise's signature
 
@@ -51,7 +51,7 @@ def _variant(**changes):
     return loss
 
 
-LOSS_MISTAKES = [
+LOSS_MISTAKES = named("loss", [
     Mistake("no T**2", "The soft term is missing its T**2 factor: multiply the KL term by T**2 "
             "(Hinton et al. 2015), which keeps its gradients the same size whatever T is.", _variant(scale="1")),
     Mistake("T instead of T**2", "The soft term is multiplied by T instead of T**2: multiply the KL term by "
@@ -93,7 +93,7 @@ LOSS_MISTAKES = [
     Mistake("alpha ignored", f"The alpha argument is ignored: your loss is the same for every alpha, as if alpha "
             f"were always {DEFAULT_ALPHA:g}; use the alpha that the caller passes.",
             _variant(fixed_alpha=DEFAULT_ALPHA)),
-]
+])
 
 # Where each mistake lives in the learner's distillation_loss: targets of the worker's task source.find
 # (grader/worker/source.py), tried in order; the message shows the first line found under it.
@@ -203,7 +203,7 @@ def pairs(mistakes: list[Mistake]) -> list[Mistake]:
             if set(ca) & set(cb) or (set(ca) & EXCLUSIVE and set(cb) & EXCLUSIVE):
                 continue
             both = Mistake(f"{a.name} + {b.name}", f"Two mistakes together explain it. First: {_lower_first(a.says)} "
-                           f"Second: {_lower_first(b.says)}", _variant(**ca, **cb))
+                           f"Second: {_lower_first(b.says)}", _variant(**ca, **cb), id=f"{a.id}+{b.id}")
             PARTS[both.name] = (a, b)
             found.append(both)
     return found
@@ -261,7 +261,7 @@ def _soft(dim=-1, how="divide", log=False):
     return soft_targets
 
 
-SOFT_TARGETS_MISTAKES = [
+SOFT_TARGETS_MISTAKES = named("loss.soft_targets", [
     Mistake("softmax over the batch", "The softmax is taken over the batch (dim=0), so each column sums to 1 "
             "instead of each row: take it over the classes, dim=-1 (or dim=1).", _soft(dim=0)),
     Mistake("multiplied by T", "The logits are multiplied by T, which sharpens the distribution: divide them by "
@@ -270,7 +270,7 @@ SOFT_TARGETS_MISTAKES = [
             "T before the softmax.", _soft(how="ignore")),
     Mistake("log-probabilities", "It returns log-probabilities (log_softmax): return the probabilities "
             "themselves, softmax(logits / T, dim=-1).", _soft(log=True)),
-]
+])
 SOFT_OVERFLOW = ("it gives {kind} for confident logits: exp() of logits in the hundreds overflows to inf. "
                  "Subtract each row's maximum before exp(), or use F.softmax, which does.")
 

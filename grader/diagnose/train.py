@@ -1059,17 +1059,37 @@ def losses_match(trace: Trace) -> bool:
         math.isclose(float(v), sum(g) / len(g), rel_tol=LOSS_RTOL, abs_tol=LOSS_ATOL) for v, g in zip(result, losses))
 
 
-def distill_problems(trace: Trace) -> list[str]:
-    """Every mistake the trace shows, the most telling first (for outcome checks that fail)."""
+# The stable id of the mistake each reading names: what a class report counts (tests/mistake_ids.txt pins them).
+MISTAKE_IDS = {
+    "backward_problem": "train.no_backward",
+    "gradient_problem": "train.gradients_not_cleared",
+    "step_problem": "train.optimizer_steps",
+    "epochs_problem": "train.epochs",
+    "mode_problem": "train.not_in_train_mode",
+    "history_problem": "train.loss_history",
+    "teacher_change_problem": "train.teacher_updated",
+    "teacher_mode_problem": "train.teacher_not_in_eval_mode",
+    "same_batch_problem": "train.soft_targets_of_another_batch",
+    "passed_on_problem": "train.T_alpha_not_passed_on",
+    "teacher_ignored_problem": "train.teacher_ignored",
+}
+
+
+def distill_findings(trace: Trace) -> list[tuple[str, str]]:
+    """Every mistake the trace shows, the most telling first (for outcome checks that fail): (sentence, id)."""
     finders = [teacher_ignored_problem, passed_on_problem, same_batch_problem, backward_problem, gradient_problem,
-               step_problem, teacher_change_problem, teacher_mode_problem, epochs_problem,
-               lambda t: mode_problem(t, "student")]
+               step_problem, teacher_change_problem, teacher_mode_problem, epochs_problem, mode_problem]
     found = []
     for finder in finders:
-        problem = finder(trace)
-        if problem and problem not in found:
-            found.append(problem)
+        problem = finder(trace, "student") if finder is mode_problem else finder(trace)
+        if problem and problem not in [text for text, _ in found]:
+            found.append((problem, MISTAKE_IDS[finder.__name__]))
     return found
+
+
+def distill_problems(trace: Trace) -> list[str]:
+    """Every mistake the trace shows, the most telling first (for outcome checks that fail)."""
+    return [text for text, _ in distill_findings(trace)]
 
 
 def loop_problems(trace: Trace) -> list[str]:

@@ -34,11 +34,13 @@ def single_thread():
 
 class CheckFailed(AssertionError):
     """A check's verdict, in one message for the learner; ``frames``: the learner's lines it points at
-    (as the worker gives them: file, line, function, source line), shown under the message."""
+    (as the worker gives them: file, line, function, source line), shown under the message; ``mistake``: the
+    stable id of the named mistake it found ("loss.no_T_squared"; two joined by "+"), for counting a class."""
 
-    def __init__(self, message: str = "", frames: list[dict] | None = None):
+    def __init__(self, message: str = "", frames: list[dict] | None = None, mistake: str | None = None):
         super().__init__(message)
         self.frames = list(frames or [])
+        self.mistake = mistake
 
 
 def learner_line(submission, module: str, name: str, targets: list[str]) -> list[dict]:

@@ -68,7 +68,8 @@ def explain(err: BaseException, folder: str, timeout: float) -> dict:
     frames = shown_frames(getattr(cause, "frames", []) or [], folder)
     if isinstance(err, CheckFailed):
         own = shown_frames(getattr(err, "frames", None) or [], folder)  # the line a value mistake comes from
-        return {"message": str(err), "frames": own or frames, "not_started": False}
+        mistake = err.mistake if isinstance(getattr(err, "mistake", None), str) else None
+        return {"message": str(err), "frames": own or frames, "not_started": False, "mistake": mistake}
     if isinstance(err, WorkerGone):
         if err.timeout:
             where = f" It was running {frames[-1].split(': ')[0]} when it was stopped." if frames else ""

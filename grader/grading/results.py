@@ -21,6 +21,7 @@ class CheckResult:
     not_started: bool = False
     duration: float = 0.0
     output: str = ""
+    mistake: str | None = None  # the named mistake's stable id ("loss.no_T_squared"; two joined by "+")
 
     @property
     def passed(self) -> bool:
@@ -63,8 +64,14 @@ def by_topic(results: list[CheckResult], topics: list[str]) -> list[TopicResult]
     return [TopicResult(t, [r for r in results if r.topic == t]) for t in order]
 
 
+def mistake_ids(mistake: str | None) -> list[str]:
+    """The ids of the named mistakes of a failed check: "loss.no_T_squared+loss.alpha_swapped" holds two."""
+    return [part for part in (mistake or "").split("+") if part]
+
+
 def gradescope(results: list[CheckResult], execution_time: float, summary: str) -> dict:
-    """Gradescope's results.json: one test per check, worth its points (grader/course/points.toml), tagged with its topic."""
+    """Gradescope's results.json: one test per check, worth its points (grader/course/points.toml), tagged with its
+    topic and with the id of each named mistake it found ("loss.no_T_squared"), which a script or an LMS can count."""
     from grader.course.points import points
 
     order = [*topic_names(), ALL]
@@ -79,7 +86,7 @@ def gradescope(results: list[CheckResult], execution_time: float, summary: str) 
         number = f"{order.index(r.topic) + 1 if r.topic in order else len(order) + 1}.{counters[r.topic]}"
         tests.append({"name": f"{r.topic}: {r.name}", "number": number, "score": score, "max_score": worth,
                       "status": status, "output": r.detail() if not r.passed else (r.output or ""),
-                      "tags": [r.topic], "visibility": "visible"})
+                      "tags": [r.topic, *mistake_ids(r.mistake)], "visibility": "visible"})
     return {"score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
             "execution_time": round(execution_time, 2), "output": summary, "visibility": "visible",
             "stdout_visibility": "visible", "tests": tests}

@@ -2,6 +2,7 @@
 
 check: returns a Python float between 0 and 1
 says: You returned a percentage
+mistake: evaluate.percentage
 """
 
 import torch

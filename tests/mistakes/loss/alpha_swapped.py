@@ -2,6 +2,7 @@
 
 check: matches the reference
 says: alpha weighs the wrong term
+mistake: loss.alpha_swapped
 """
 
 import torch

@@ -2,6 +2,7 @@
 
 check: matches the reference
 says: missing its T**2 factor
+mistake: loss.no_T_squared
 """
 
 import torch

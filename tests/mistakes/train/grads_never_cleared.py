@@ -2,6 +2,7 @@
 
 check: clears the gradients for every batch
 says: never clears the gradients
+mistake: train.gradients_not_cleared
 """
 
 import torch

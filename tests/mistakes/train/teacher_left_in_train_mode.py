@@ -2,6 +2,7 @@
 
 check: distill runs the teacher in eval mode
 says: distill puts the teacher in train mode (teacher.train())
+mistake: train.teacher_not_in_eval_mode
 """
 
 import torch
