@@ -442,12 +442,33 @@ def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, dev
         if graded.crash:
             click.echo(click.style(f"  note: {graded.crash[:300]}", fg="red"))
 
+    from grader.classroom.report import write_report
+
     try:
         batch = grade_batch(list(submissions), out, options, on_done=done)
+        report = write_report(out)
     except GradingError as err:  # no sandbox here, or --out cannot be written: one paragraph
         raise UserError(str(err)) from None
+    except OSError as err:
+        raise UserError(f"The class report could not be written in {out} ({err}); the gradebook is there: run "
+                        f"`learnkd class-report {out}` once the folder can be written.") from None
     click.echo(f"graded {len(batch)} submissions: {out / 'gradebook.csv'}, {out / 'junit.xml'}, "
-               f"and {out}/<name>/results.json")
+               f"{out}/<name>/results.json, and the class report {report}")
+
+
+@cli.command("class-report")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def class_report(folder):
+    """Write FOLDER/class-report.html again from the gradebook and results a `learnkd grade --out FOLDER` left."""
+    from grader.classroom.report import ReportError, write_report
+
+    try:
+        path = write_report(folder)
+    except ReportError as err:
+        raise UserError(str(err)) from None
+    except OSError as err:
+        raise UserError(f"{folder}/class-report.html could not be written ({err}).") from None
+    click.echo(f"wrote {path}: open it in a browser (it needs nothing else)")
 
 
 @cli.command("gradescope-bundle")
