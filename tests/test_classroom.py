@@ -181,7 +181,7 @@ def test_unique_names_never_take_an_output_name(tmp_path):
 
 def test_grade_survives_any_submission_name(tmp_path, monkeypatch):
     classroom_dir = tmp_path / "class"
-    for name in ("gradebook.csv", "junit.xml", "with space", "élève", "here"):
+    for name in ("gradebook.csv", "junit.xml", "class-report.html", "with space", "élève", "here"):
         (classroom_dir / name).mkdir(parents=True)  # empty: "could not be graded", so no grading run is needed
     for name in ("..zip", "gradebook.csv.zip", "junit.xml.ipynb"):
         (classroom_dir / name).write_bytes(b"broken")
@@ -189,7 +189,7 @@ def test_grade_survives_any_submission_name(tmp_path, monkeypatch):
     out.mkdir()
     (out / "gradebook.csv").write_text("the previous gradebook\n")
     monkeypatch.chdir(classroom_dir / "here")
-    args = ["../gradebook.csv", "../junit.xml", "../with space", "../élève", "../..zip", "../gradebook.csv.zip",
+    args = ["../gradebook.csv", "../junit.xml", "../class-report.html", "../with space", "../élève", "../..zip", "../gradebook.csv.zip",
             "../junit.xml.ipynb", ".", ".."]
     result = CliRunner().invoke(cli, ["grade", *args, "--out", "../out", "--topics", "loss"])
     assert result.exit_code == 0, result.output
@@ -199,7 +199,7 @@ def test_grade_survives_any_submission_name(tmp_path, monkeypatch):
         if name != "(points possible)":
             assert json.loads((out / name / "results.json").read_text())["score"] == 0
     assert ElementTree.parse(out / "junit.xml").getroot().get("name") == "learnkd"
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["gradebook.csv", "junit.xml"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["class-report.html", "gradebook.csv", "junit.xml"]
 
 
 def test_outputs_are_written_whole_or_not_at_all(tmp_path, monkeypatch):

@@ -71,6 +71,7 @@ def test_each_topic_is_worth_the_points_of_its_checks(written, tmp_path, monkeyp
     assert changed[ALL] * 5 == scores[ALL] and changed[ALL] >= 3, "the end-to-end checks: 5 points each"
 
 
+@pytest.mark.slow
 def test_it_will_not_replace_a_workflow_unless_forced_and_keeps_the_old_one(tmp_path):
     runner = CliRunner()
     assert runner.invoke(cli, ["github-classroom", "--out", str(tmp_path)]).exit_code == 0
@@ -106,7 +107,7 @@ def test_the_mnist_step_runs_here(written, student_repository):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("topic", [pytest.param(t, marks=pytest.mark.slow if t in (ALL, "train") else ())
+@pytest.mark.parametrize("topic", [pytest.param(t, marks=() if t == "loss" else pytest.mark.slow)
                                    for t in [*topic_names(), ALL]])
 def test_each_grading_command_runs_here_on_a_student_repository(written, student_repository, topic):
     _, workflow = written

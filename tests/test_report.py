@@ -71,6 +71,7 @@ def test_reference_writes_the_report_and_every_figure(reference_run):
         assert_png(out / name)
 
 
+@pytest.mark.slow
 def test_reference_prints_the_table_with_every_column(reference_run):
     result, _ = reference_run
     header = next(line for line in result.output.splitlines() if line.startswith("model"))

@@ -55,7 +55,7 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 300)
     pytest.fail(f"watch did not say {text!r} within {timeout} s:\n{log.read_text()}")
 
 
-@pytest.mark.parametrize("how", ["watchfiles", "polling"])
+@pytest.mark.parametrize("how", ["watchfiles", pytest.param("polling", marks=pytest.mark.slow)])
 def test_watch_rechecks_on_save_and_ends_when_every_topic_passes(project, how):
     project_dir, env = project
     proc, log = start(project_dir, env, *(["--poll"] if how == "polling" else []))
@@ -79,6 +79,7 @@ def test_watch_rechecks_on_save_and_ends_when_every_topic_passes(project, how):
     assert progress["topics"]["loss"]["status"] == "done"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_watch_cleanly_with_the_progress_saved(project):
     project_dir, env = project
     proc, log = start(project_dir, env)

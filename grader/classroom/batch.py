@@ -45,7 +45,8 @@ ZIP_LIMIT_BYTES = 100 * 2**20  # unpacked size of one zip: a class's code and no
 ZIP_LIMIT_FILES = 2000
 SUBMISSION_FOLDER = "exercises"  # what the graded copy is called: messages say exercises/loss.py:31
 GRADEBOOK, JUNIT, RESULTS = "gradebook.csv", "junit.xml", "results.json"  # in --out; results.json per submission
-OUTPUT_NAMES = (GRADEBOOK, JUNIT)  # the batch's own files: no submission's results folder may take these names
+CLASS_REPORT = "class-report.html"  # in --out, written by grader.classroom.report
+OUTPUT_NAMES = (GRADEBOOK, JUNIT, CLASS_REPORT)  # the batch's own files: no submission's results folder takes these
 NAME_LIMIT = 80  # characters of a results folder's name (file systems allow 255 bytes; UTF-8 takes up to 4 a character)
 NO_SANDBOX = ("--no-sandbox: the submissions' code runs as you, without isolation. It can read and change your files "
               "(SSH keys, shell start-up files, this gradebook, the other submissions), reach the network, and "

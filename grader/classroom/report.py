@@ -23,10 +23,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.classroom.batch import GRADEBOOK, RESULTS, write_atomic
+from grader.classroom.batch import CLASS_REPORT, GRADEBOOK, RESULTS, write_atomic
 from grader.grading.results import mistake_ids
 
-REPORT = "class-report.html"
+REPORT = CLASS_REPORT
 EXAMPLE_LIMIT = 600  # characters of the example message shown for a mistake
 TIMEOUT_WORDS = ("did not finish within", "grading took longer than")
 
