@@ -192,6 +192,7 @@ def test_notebook_refuses_to_overwrite_without_force(tmp_path):
 # grading a notebook
 
 
+@pytest.mark.slow
 def test_untouched_notebook_is_not_started_and_solutions_notebook_is_done(tmp_path):
     result = check("loss", "--notebook", str(make_notebook(tmp_path)))
     assert result.exit_code == EXIT_FAILED, result.output
