@@ -54,8 +54,8 @@ def test_the_workflow_has_the_structure_github_classroom_expects(written):
     assert steps[-1] is reporter, "the reporter runs last"
     ids = [s["id"] for s in graders(workflow)]
     assert reporter["with"]["runners"].split(",") == ids
-    for step_id in ids:  # GitHub's reporter reads each runner's result from <ID>_RESULTS
-        assert reporter["env"][f"{step_id.upper().replace('-', '_')}_RESULTS"] == \
+    for step_id in ids:  # the reporter (its src/main.js) reads each runner's result from <RUNNER.toUpperCase()>_RESULTS
+        assert reporter["env"][f"{step_id.upper()}_RESULTS"] == \
             "${{steps.%s.outputs.result}}" % step_id
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from grader.diagnose import mistake_id, named
 from grader.diagnose.evaluate import EVALUATE_MISTAKES
 from grader.diagnose.loss import LOSS_MISTAKES, SOFT_TARGETS_MISTAKES, pairs
-from grader.diagnose.train import MISTAKE_IDS
+from grader.diagnose.train import MISTAKE_IDS, OTHER_IDS
 from grader.grading.results import CheckResult, gradescope, mistake_ids
 
 PINNED = Path(__file__).with_name("mistake_ids.txt")
@@ -16,7 +16,7 @@ NAMED = LOSS_MISTAKES + SOFT_TARGETS_MISTAKES + EVALUATE_MISTAKES
 
 
 def current() -> list[str]:
-    return [m.id for m in NAMED] + list(MISTAKE_IDS.values())
+    return [m.id for m in NAMED] + list(MISTAKE_IDS.values()) + OTHER_IDS
 
 
 def pinned() -> list[str]:
@@ -38,7 +38,8 @@ def test_the_ids_are_the_pinned_ones():
 
 def test_rewording_a_mistake_keeps_its_id_and_an_explicit_id_wins():
     mistake = LOSS_MISTAKES[0]
-    assert replace(mistake, says="Reworded entirely.").id == mistake.id
+    [reworded] = named("loss", [replace(mistake, says="Reworded entirely.", id="")])  # as if written anew
+    assert reworded.id == mistake.id == "loss.no_T_squared"
     [kept] = named("loss", [replace(mistake, name="a new name", id="loss.no_T_squared")])
     assert kept.id == "loss.no_T_squared" and mistake_id("loss", "no T**2") == "loss.no_T_squared"
 

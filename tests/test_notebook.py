@@ -344,8 +344,9 @@ def _unknown_tag(nb):
     (lambda p: edit(p, _magic), "Lines starting with % or ! are notebook commands"),
     (lambda p: edit(p, _unknown_tag), "has the tag 'learnkd:losses', which names no topic"),
     (lambda p: p.unlink(), "there is no such file"),
+    (lambda p: p.write_text('{"nbformat": 4, "nbformat_minor": 5, "worksheets": []}'), "is damaged"),
 ], ids=["not-json", "not-a-notebook", "nbformat-99", "untagged", "deleted", "no-tags", "duplicated", "syntax",
-        "magic", "unknown-tag", "no-file"])
+        "magic", "unknown-tag", "no-file", "v4-without-cells"])
 def test_a_bad_notebook_is_a_one_paragraph_usage_error(change, says, tmp_path):
     nb_path = make_notebook(tmp_path, solutions=True)
     change(nb_path)

@@ -130,7 +130,7 @@ def verdict(submission, trace: Trace, problem: str | None, *doubts, reading: str
     at the learner's line it is about; when there is none, with the first of ``doubts`` (functions of the trace:
     what the judge could not confirm of the record itself)."""
     if problem is not None:
-        raise failed(submission, trace, problem, mistake=probes.MISTAKE_IDS.get(reading))
+        raise failed(submission, trace, problem, mistake=probes.reading_id(reading, trace, problem))
     for doubt in doubts:
         found = doubt(trace)
         expect(found is None, found or "")

@@ -101,8 +101,8 @@ def workflow(totals: dict[str, float], install: str = INSTALL_SPEC) -> dict:
         })
     steps.append({
         "name": "Autograding Reporter", "uses": "classroom-resources/autograding-grading-reporter@v1",
-        "env": {f"{step_id(t).upper().replace('-', '_')}_RESULTS": "${{steps.%s.outputs.result}}" % step_id(t)
-                for t in graded},
+        # the reporter reads each runner's result from "<RUNNER, upper-cased>_RESULTS" (hyphens kept)
+        "env": {f"{step_id(t).upper()}_RESULTS": "${{steps.%s.outputs.result}}" % step_id(t) for t in graded},
         "with": {"runners": ",".join(step_id(t) for t in graded)},
     })
     return {
@@ -137,9 +137,9 @@ def write_workflow(out: Path, force: bool = False, install: str = INSTALL_SPEC) 
             "# Points per topic: the sum of its checks' points in learnkd's points.toml.\n"
             + yaml.dump(workflow(topic_points(), install), Dumper=Dumper, sort_keys=False, width=120))
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.replace(path.with_name(path.name + ".bak"))
     partial = path.with_name(f".{path.name}.learnkd-tmp")
     partial.write_text(text)
+    if path.exists():
+        path.replace(path.with_name(path.name + ".bak"))  # the one before it, replacing an older backup
     partial.replace(path)
     return path

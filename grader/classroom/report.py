@@ -86,7 +86,8 @@ def read_class(folder: Path) -> Class:
     """The class as `grade` left it in ``folder``; ReportError when there is no gradebook to read."""
     book = Path(folder) / GRADEBOOK
     try:
-        rows = list(csv.reader(book.read_text(encoding="utf-8").splitlines()))
+        with open(book, newline="", encoding="utf-8") as f:  # a field may hold any line break: csv reads it
+            rows = list(csv.reader(f))
     except FileNotFoundError:
         raise ReportError(f"{folder} holds no {GRADEBOOK}: give the --out folder of a `learnkd grade` run.") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:

@@ -249,6 +249,8 @@ def watch(ctx, path, notebook, data_dir, poll):
             except SystemExit as done:
                 if done.code == 0:
                     continue  # passed: on to the next topic
+            except click.ClickException as err:  # a half-saved notebook, a cell that does not parse: say it, wait
+                err.show()
             click.echo(f"watching {target} for your next save...", err=True)
             changed, how = wait_for_change([target], polling=poll, since=graded)
             names = ", ".join(p.name for p in changed[:3]) or "a file"
@@ -409,7 +411,8 @@ def topic_list(text: str) -> list[str]:
 def grade(submissions, out, jobs, topics_text, timeout, memory_mb, data_dir, device, seed, no_sandbox):
     """Grade a class: each SUBMISSION (a folder like exercises/, a notebook, or a .zip of either) in a
     sandbox of its own, with a time and a memory limit. Writes a Gradescope results.json per
-    submission, a CSV gradebook and a JUnit XML report into --out. Points: grader/course/points.toml.
+    submission, a CSV gradebook, a JUnit XML report and class-report.html into --out. Points:
+    grader/course/points.toml.
     """
     from grader.classroom.batch import NO_SANDBOX, Options, SandboxMissing, grade_batch, sandbox_for, selected_topics
     from grader.grading import MEMORY_LIMIT_MB, GradingError, sandbox
@@ -490,13 +493,16 @@ def gradescope_bundle(out, topic, data_dir):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The assignment's template repository: the workflow goes to OUT/.github/workflows/classroom.yml.")
 @click.option("--force", is_flag=True, help="Replace an existing workflow (kept as classroom.yml.bak).")
-def github_classroom(out, force):
+@click.option("--install", default=None, metavar="SPEC",
+              help="What `pip install` installs on the runner: your course's copy of learnkd (a git URL or a "
+                   "package name). Default: learnkd @ git+https://github.com/learnkd/learnkd.git.")
+def github_classroom(out, force, install):
     """Write the GitHub Classroom workflow: one autograding step per topic (`learnkd check TOPIC`), points from
     points.toml, and the reporter step."""
-    from grader.classroom.github import ClassroomError, write_workflow
+    from grader.classroom.github import INSTALL_SPEC, ClassroomError, write_workflow
 
     try:
-        path = write_workflow(out, force)
+        path = write_workflow(out, force, install or INSTALL_SPEC)
     except ClassroomError as err:
         raise UserError(str(err)) from None
     click.echo(f"wrote {path}: commit it to the assignment's template repository (with exercises/ at its root)")

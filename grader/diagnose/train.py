@@ -1073,6 +1073,19 @@ MISTAKE_IDS = {
     "passed_on_problem": "train.T_alpha_not_passed_on",
     "teacher_ignored_problem": "train.teacher_ignored",
 }
+# Sentences a reading gives for another mistake than its own (the loops' checks all read a missing backward()).
+OTHER_IDS = ["train.gradients_cleared_before_step", "train.model_never_run"]
+
+
+def reading_id(reading: str, trace: Trace, problem: str) -> str | None:
+    """The id of the mistake ``problem`` names, found by the reading (a function of this module) ``reading``."""
+    if problem == backward_problem(trace):
+        return MISTAKE_IDS["backward_problem"]
+    if reading == "gradient_problem" and _wiped_steps(trace):
+        return "train.gradients_cleared_before_step"
+    if reading == "mode_problem" and not (trace.forwards("student") or trace.forwards("model")):
+        return "train.model_never_run"
+    return MISTAKE_IDS.get(reading)
 
 
 def distill_findings(trace: Trace) -> list[tuple[str, str]]:
@@ -1083,7 +1096,7 @@ def distill_findings(trace: Trace) -> list[tuple[str, str]]:
     for finder in finders:
         problem = finder(trace, "student") if finder is mode_problem else finder(trace)
         if problem and problem not in [text for text, _ in found]:
-            found.append((problem, MISTAKE_IDS[finder.__name__]))
+            found.append((problem, reading_id(finder.__name__, trace, problem)))
     return found
 
 

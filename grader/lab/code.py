@@ -25,7 +25,7 @@ def learner_frame(err: BaseException, folder: Path) -> str:
 
 
 def load_code(folder: Path) -> SimpleNamespace:
-    """The modules of a folder laid out like exercises/; UserError when a file does not even import."""
+    """The modules of a folder laid out like exercises/; LabError when a file does not even import."""
     from grader.lab.submission import load_submission
 
     submission = load_submission(folder)

@@ -179,7 +179,7 @@ def read_cells(path: Path) -> list[Cell]:
     version = data.get("nbformat")
     if version != NBFORMAT:
         data = upgraded(path, raw, version)
-    if not isinstance(data["cells"], list) or not all(isinstance(c, dict) for c in data["cells"]):
+    if not isinstance(data.get("cells"), list) or not all(isinstance(c, dict) for c in data["cells"]):
         raise NotebookError(f"{path} is damaged: its 'cells' entry is not a list of cells. {fix}")
     cells, counts = [], {}
     for index, cell in enumerate(data["cells"], start=1):

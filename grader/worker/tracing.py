@@ -51,7 +51,7 @@ DEFAULT_T, DEFAULT_ALPHA = 2.0, 0.7  # the defaults of the exercise's distillati
 
 
 # ---------------------------------------------------------------------------------------------------
-# RecordingModel data: the judge calls these too, to regenerate what the worker used
+# The probes' data: the judge calls these too, to regenerate what the worker used
 
 
 def class_patterns(seed: int) -> Tensor:
@@ -113,8 +113,9 @@ class Recorder:
     def count_pass(self) -> None:
         self.passes += 1
         if self.epochs and self.passes > RUNAWAY_FACTOR * self.epochs + 2:
-            raise RunawayLoop(f"{self.function} had gone over the loader {self.passes} times with "
-                              f"epochs={self.epochs} (one pass is one epoch): does your epoch loop end?")
+            raise RunawayLoop(f"{self.function} had gone over the loader {self.passes} times though "
+                              f"epochs={self.epochs} (one pass is one epoch): does your epoch loop use the epochs "
+                              f"argument, and does it end?")
 
     def count_forward(self) -> None:
         self.forwards += 1

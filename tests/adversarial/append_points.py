@@ -16,7 +16,7 @@ def points_files():
     try:
         spec = importlib.util.find_spec("grader")
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            found.add(os.path.join(folder, "points.toml"))
+            found.add(os.path.join(folder, "course", "points.toml"))
     except Exception:
         pass
     deadline = time.monotonic() + 5

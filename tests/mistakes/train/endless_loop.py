@@ -1,7 +1,7 @@
 """train_model's epoch loop never ends: the counter is never increased.
 
 check: clears the gradients for every batch (no accumulation) [train_model]
-says: does your epoch loop end?
+says: does it end?
 """
 
 import torch

@@ -2,6 +2,7 @@
 
 check: steps the optimizer once per batch [train_model]
 says: never calls optimizer.step()
+mistake: train.optimizer_steps
 """
 
 import torch

@@ -2,6 +2,7 @@
 
 check: clears the gradients for every batch (no accumulation) [distill]
 says: between loss.backward() and optimizer.step()
+mistake: train.gradients_cleared_before_step
 """
 
 import torch
