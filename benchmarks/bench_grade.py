@@ -1,7 +1,7 @@
 """Grading a class: `learnkd grade` on 20 submissions (correct, mistaken, hanging) with --jobs 2.
 
     python benchmarks/bench_grade.py [--jobs 2] [--timeout 30] [--topics models,loss,train,evaluate]
-                                     [--baseline CHECKOUT] [--repeats 1]
+                                     [--baseline CHECKOUT] [--repeats 1] [--correct-only N]
 
 Builds the submissions in a temporary folder (copies of solutions/: 8 as they are, 8 with a mistaken
 loss.py from tests/mistakes/loss/ or the stub, 4 that hang: 2 in a check, 2 while loading), runs the real
@@ -53,9 +53,14 @@ def soft_targets(logits, T=1.0):
 '''
 
 
-def build(folder: Path) -> dict[str, str]:
-    """The 20 submissions under ``folder``: name -> kind."""
+def build(folder: Path, correct_only: int = 0) -> dict[str, str]:
+    """The 20 submissions under ``folder`` (or ``correct_only`` copies of the reference alone): name -> kind."""
     kinds = {}
+    if correct_only:
+        for i in range(correct_only):
+            shutil.copytree(SOLUTIONS, folder / f"correct-{i}", ignore=shutil.ignore_patterns("__pycache__"))
+            kinds[f"correct-{i}"] = "correct"
+        return kinds
     mistakes = sorted((ROOT / "tests" / "mistakes" / "loss").glob("*.py")) or [ROOT / "exercises" / "loss.py"]
     for i in range(8):
         shutil.copytree(SOLUTIONS, folder / f"correct-{i}", ignore=shutil.ignore_patterns("__pycache__"))
@@ -123,11 +128,14 @@ def main() -> None:
     parser.add_argument("--topics", default="models,loss,train,evaluate")
     parser.add_argument("--baseline", help="another checkout of learnkd to grade the same batch with")
     parser.add_argument("--repeats", type=int, default=1, help="gradings of the batch per checkout")
+    parser.add_argument("--correct-only", type=int, default=0, metavar="N",
+                        help="grade N copies of the reference instead of the mixed 20 (e.g. with --topics all "
+                             "--timeout 1800: the throughput of full gradings, no submission hanging)")
     args = parser.parse_args()
     builds = [("this checkout", None)] + ([("baseline", args.baseline)] if args.baseline else [])
     with tempfile.TemporaryDirectory(prefix="learnkd-bench-grade-") as tmp:
         tmp = Path(tmp)
-        kinds = build(tmp / "class")
+        kinds = build(tmp / "class", args.correct_only)
         walls: dict[str, list[float]] = {name: [] for name, _ in builds}
         for _ in range(args.repeats):
             for name, checkout in builds:  # alternating: both see the same load
