@@ -258,8 +258,9 @@ def grade_one(handin: Handin, options: Options, kind: str | None = None) -> Grad
     request = GradingRequest(path=str(handin.folder), topics=list(options.topics), device=options.device,
                              data_dir=options.data_dir, seed=options.seed, cache_dir=None)
     try:
-        # the cores shared among the gradings that run side by side (each worker's training takes its share)
-        threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))
+        # `all` trains: the cores are shared among the gradings that run side by side; the topic checks keep
+        # run_grading's one thread (tiny tensors)
+        threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs)) if ALL in options.topics else None
         grading = run_grading(request, timeout=timeout, memory_mb=options.memory_mb, quiet=True,
                               sandbox_kind=kind or sandbox_for(options), threads=threads)
     except (GradingError, OSError) as err:  # e.g. too many files to copy: this submission fails, not the batch
