@@ -47,7 +47,7 @@ def write_class(out: Path, rows: list[tuple[str, str, float, str, dict]]) -> Non
 
 def test_the_report_counts_each_mistake_once_per_submission_and_escapes_everything(tmp_path):
     no_t2 = ("matches the reference", "failed", ["loss", "loss.no_T_squared"], "missing its T**2 factor")
-    grad = ("gradient", "failed", ["loss", "loss.no_T_squared+loss.alpha_swapped"], "two mistakes")
+    grad = ("gradient", "failed", ["loss", "loss.no_T_squared", "loss.alpha_swapped"], "two mistakes")  # as written
     ok = ("gradient", "passed", ["loss"], "")
     write_class(tmp_path, [
         ("a", "subs/a", 0, "", results([no_t2, grad])),  # the same mistake on two checks: one submission

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.classroom.batch import CLASS_REPORT, GRADEBOOK, RESULTS, write_atomic
-from grader.grading.results import mistake_ids
 
 REPORT = CLASS_REPORT
 EXAMPLE_LIMIT = 600  # characters of the example message shown for a mistake
@@ -33,6 +32,12 @@ TIMEOUT_WORDS = ("did not finish within", "grading took longer than")
 
 class ReportError(Exception):
     """DIR holds no graded class: one paragraph."""
+
+
+def mistakes_of(test: dict) -> list[str]:
+    """The ids of the named mistakes a check of results.json found: its tags after the first (its topic)."""
+    tags = test.get("tags")
+    return [t for t in tags[1:] if isinstance(t, str)] if isinstance(tags, list) else []
 
 
 @dataclass
@@ -49,9 +54,7 @@ class Submission:
     def mistakes(self) -> list[str]:
         found = []
         for test in self.failed:
-            for tag in test.get("tags", [])[1:]:
-                if tag not in found:
-                    found.append(tag)
+            found += [m for m in mistakes_of(test) if m not in found]
         return found
 
     @property
@@ -134,7 +137,7 @@ def mistake_counts(klass: Class) -> list[tuple[str, list[Submission], str]]:
     example: dict[str, str] = {}
     for sub in klass.submissions:
         for test in sub.failed:
-            for mistake in mistake_ids("+".join(test.get("tags", [])[1:])):
+            for mistake in mistakes_of(test):
                 if sub not in made.setdefault(mistake, []):
                     made[mistake].append(sub)
                 example.setdefault(mistake, str(test.get("output", "")))

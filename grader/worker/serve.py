@@ -145,6 +145,12 @@ def load_submission(worker: Worker, folder: Path, name: str = PACKAGE) -> None:
 # Errors
 
 
+def runaway_loop() -> type:
+    from .tracing import RunawayLoop  # loaded with the tasks: it needs torch, which start-up does not load
+
+    return RunawayLoop
+
+
 def error_record(err: BaseException, folder: Path) -> dict:
     """What went wrong in a request, as plain data: the exception's type and text, the learner's frames."""
     text = safe_text(err)
@@ -157,7 +163,7 @@ def error_record(err: BaseException, folder: Path) -> dict:
         kind = "memory"
     elif isinstance(err, KeyboardInterrupt):
         kind = "interrupted"
-    elif type(err).__name__ == "RunawayLoop" and type(err).__module__.endswith("tracing"):
+    elif isinstance(err, runaway_loop()):
         kind = "runaway"
     return {"type": type(err).__name__, "message": text, "frames": learner_frames(err.__traceback__, folder),
             "kind": kind}

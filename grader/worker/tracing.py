@@ -92,7 +92,6 @@ def loader_seed(seed: int) -> int:
 class RunawayLoop(Exception):
     """The learner's loop went on far past the epochs it was asked for: stopped before the record of its
     steps fills the worker's memory (a loop that never ends would otherwise read as "out of memory")."""
-    kind = "runaway"
 
 
 RUNAWAY_FACTOR = 4  # passes or forwards beyond this many times what the epochs need: a loop that does not end
