@@ -1,31 +1,47 @@
-"""Every mistaken submission fails the right check with the right words; every correct variant passes."""
+"""Every mistaken submission fails the right check with the right words; every correct variant passes.
+
+Every entry is graded by the judge's checks in this process (tests/in_process.py: the same checks, collector,
+channel and worker code, without the processes and the sandbox); a few are graded through the whole grading
+process too, and must come out the same.
+"""
 
 import pytest
 
+import in_process
 from bank import entries, grade, submission_with
 
-from grader.grading.results import mistake_ids
+from grader.grading.results import by_topic, mistake_ids
 
 MISTAKES = entries("mistakes")
 CORRECT = entries("correct")
-# The developer's loop (pytest -m "not slow") grades these few through the whole grading process; the full
-# suite grades every entry.
-FAST = {"loss/no_t_squared", "evaluate/forgot_eval_mode", "loss/seed_lab"}
+# The developer's loop (pytest -m "not slow") grades these; the full suite grades every entry.
+FAST = {"loss/no_t_squared", "loss/alpha_swapped", "evaluate/forgot_eval_mode", "evaluate/percentage", "loss/seed_lab",
+        "evaluate/seed_lab", "train/grads_never_cleared", "models/syntax_error"}
+# Graded through the whole grading process too (judge, worker, sandbox): one of each kind of verdict, a loop that
+# never ends among them (the worker stops it), and one correct entry.
+WHOLE = {"loss/no_t_squared", "evaluate/forgot_eval_mode", "train/endless_loop", "models/softmax_output",
+         "loss/seed_lab"}
 
 
 def banked(bank):
     return [pytest.param(e, id=e.id, marks=() if e.id in FAST else pytest.mark.slow) for e in bank]
 
 
+def graded_in_process(entry, tmp_path, mnist_dir):
+    grading = in_process.grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir))
+    [result] = by_topic(grading.results, [entry.topic])
+    return result
+
+
 def test_the_banks_are_not_empty():
     assert len(MISTAKES) >= 10 and len(CORRECT) >= 3
-    assert FAST <= {e.id for e in MISTAKES + CORRECT}, "every entry of the fast loop is in a bank"
+    assert FAST | WHOLE <= {e.id for e in MISTAKES + CORRECT}, "every entry named here is in a bank"
 
 
 @pytest.mark.parametrize("entry", banked(MISTAKES))
 def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mnist_dir):
     assert entry.check and entry.says, f"{entry.path} needs 'check:' and 'says:' lines in its docstring"
-    result = grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir))
+    result = graded_in_process(entry, tmp_path, mnist_dir)
     failed = {c.name: c.message for c in result.failed}
     assert failed, f"{entry.id}: every check passed"
     matching = {name: msg for name, msg in failed.items() if entry.check in name}
@@ -44,6 +60,19 @@ def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mni
 
 @pytest.mark.parametrize("entry", banked(CORRECT))
 def test_correct_variant_passes_every_check(entry, tmp_path, mnist_dir):
-    result = grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir))
+    result = graded_in_process(entry, tmp_path, mnist_dir)
     assert not result.failed, {c.name: c.message for c in result.failed}
     assert result.passed == len(result.checks) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", [e for e in MISTAKES + CORRECT if e.id in WHOLE], ids=lambda e: e.id)
+def test_the_whole_grading_process_gives_the_same_verdicts(entry, tmp_path, mnist_dir):
+    folder = submission_with(entry, tmp_path / "sub")
+    whole = grade(folder, entry.topic, str(mnist_dir))
+    [here] = by_topic(in_process.grade(folder, entry.topic, str(mnist_dir)).results, [entry.topic])
+
+    def verdicts(result):
+        return {c.name: (c.status, c.message, c.frames, c.mistake, c.not_started) for c in result.checks}
+
+    assert verdicts(whole) == verdicts(here)
