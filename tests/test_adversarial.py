@@ -58,6 +58,8 @@ VICTIMS = ("victim_alice", "victim_bob")
 STUBS = {topic: f"stub_{topic}" for topic in TOPICS}
 # Wall-clock limit per submission: an honest one takes ~20 s with two graded at once on 2 busy cores.
 TIMEOUT_S = 60
+# A request to the learner's code: an honest one takes well under a second here; a hanging attack waits this long.
+CHECK_TIMEOUT_S = 5
 AFTERMATH_S = 3  # how long after grading a daemon that outlived it is given to strike
 # The attacks the issue lists, each a file (or folder) of tests/adversarial/.
 CATALOGUE = {
@@ -222,8 +224,9 @@ def processes() -> dict[int, dict]:
 
 
 def batch_processes(root: Path, since: float) -> tuple[list[int], list[int]]:
-    """The processes of the batch still alive: (those that mention ``root`` or descend from one that does,
-    which this test started; orphaned workers started since ``since``, whose origin cannot be proven)."""
+    """The processes of the batch still alive: (those that descend from this test's process or mention ``root``
+    or descend from one that does, which this test started; orphaned workers started since ``since``, whose
+    origin cannot be proven)."""
     table, mark, me = processes(), str(root).encode(), os.getpid()
     ours, orphans = [], []
     for pid, proc in table.items():
@@ -234,7 +237,7 @@ def batch_processes(root: Path, since: float) -> tuple[list[int], list[int]]:
             seen.add(current)
             chain.append(table[current]["cmdline"])
             current = table[current]["ppid"]
-        if any(mark in cmdline for cmdline in chain):
+        if me in seen or any(mark in cmdline for cmdline in chain):
             ours.append(pid)
         elif (b"learnkd_worker" in proc["cmdline"] and proc["started"] >= since
               and not any(m in c for c in chain for m in (b"grader.grading.judge", b"bwrap", b"unshare"))):
@@ -309,7 +312,7 @@ def test_the_harmful_attacks_do_harm_where_nothing_isolates_them(name, tmp_path)
 
 
 def options(jobs: int) -> Options:
-    return Options(TOPICS, jobs=jobs, timeout=TIMEOUT_S)
+    return Options(TOPICS, jobs=jobs, timeout=TIMEOUT_S, check_timeout=CHECK_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Callable
 from xml.etree import ElementTree
 
-from grader.grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, run_grading, sandbox
+from grader.grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, judge_environment, run_grading, sandbox
+from grader.grading.forkserver import Judges
 from grader.grading.request import GradingRequest
 from grader.course.points import points
 from grader.grading.results import CheckResult, by_topic, gradescope
@@ -238,6 +239,7 @@ class Options:
     data_dir: str | None = None
     device: str = "cpu"
     sandbox: str | None = None  # None: the best this machine has, and refuse if it has none; "none": no isolation
+    check_timeout: float = GradingRequest.check_timeout  # seconds one request to a learner's code may take
 
 
 def sandbox_for(options: Options) -> str:
@@ -250,19 +252,21 @@ def sandbox_for(options: Options) -> str:
     return kind
 
 
-def grade_one(handin: Handin, options: Options, kind: str | None = None) -> Graded:
-    """One submission through the one grading flow (``run_grading``), with no teacher cache."""
+def grade_one(handin: Handin, options: Options, kind: str | None = None, judges: Judges | None = None) -> Graded:
+    """One submission through the one grading flow (``run_grading``), with no teacher cache; ``judges``: the
+    batch's fork server, which starts each judge with PyTorch and the checks already loaded."""
     if handin.problem:
         return Graded(handin, crash=handin.problem)
     timeout = options.timeout or (ALL_TIMEOUT_S if ALL in options.topics else TOPIC_TIMEOUT_S)
     request = GradingRequest(path=str(handin.folder), topics=list(options.topics), device=options.device,
-                             data_dir=options.data_dir, seed=options.seed, cache_dir=None)
+                             data_dir=options.data_dir, seed=options.seed, cache_dir=None,
+                             check_timeout=options.check_timeout)
     try:
         # `all` trains: the cores are shared among the gradings that run side by side; the topic checks keep
         # run_grading's one thread (tiny tensors)
         threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs)) if ALL in options.topics else None
         grading = run_grading(request, timeout=timeout, memory_mb=options.memory_mb, quiet=True,
-                              sandbox_kind=kind or sandbox_for(options), threads=threads)
+                              sandbox_kind=kind or sandbox_for(options), threads=threads, judges=judges)
     except (GradingError, OSError) as err:  # e.g. too many files to copy: this submission fails, not the batch
         return Graded(handin, crash=f"{source_label(handin)} could not be graded: {err}")
     results = grading.results
@@ -311,8 +315,9 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
         handins = [prepare(s, work, n, graded_topics) for s, n in zip(sources, names)]
         done: dict[str, Graded] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+        judges = Judges(judge_environment()) if sum(not h.problem for h in handins) > 1 else None
         try:
-            futures = [pool.submit(grade_one, h, options, kind) for h in handins]
+            futures = [pool.submit(grade_one, h, options, kind, judges) for h in handins]
             for future in as_completed(futures):
                 graded = future.result()
                 done[graded.handin.name] = graded
@@ -320,6 +325,8 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
                     on_done(graded)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # interrupted: the queued ones never start
+            if judges is not None:
+                judges.close()
         batch = [done[h.name] for h in handins]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from grader.grading.results import CheckResult
 from grader.course.topics import ALL, topic_names
 from grader.grading import channel, sandbox
+from grader.grading.forkserver import Judges, ServerGone
 from grader.grading.request import GradingRequest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -165,15 +166,25 @@ def copy_submission(source: Path, target: Path) -> dict[str, str]:
     return notes
 
 
+def judge_environment() -> dict:
+    """The judge's environment: this one, with the grader importable and no pytest plugins from elsewhere."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb: int | None = None,
-                quiet: bool = False, sandbox_kind: str | None = None, threads: int | None = None) -> Grading:
+                quiet: bool = False, sandbox_kind: str | None = None, threads: int | None = None,
+                judges: Judges | None = None) -> Grading:
     """Run the hidden checks for ``request`` and collect their results.
 
     ``timeout``: seconds of wall-clock time for the whole run (default by topics); ``memory_mb``: the
     worker's address space (0: no limit); ``quiet``: progress and the learner's output go to a log, not the
     terminal; ``sandbox_kind``: "bwrap", "unshare" or "none" (default: the best that works here);
     ``threads``: torch threads of the worker (default: every core for the end-to-end training, else one:
-    the topic checks work on tiny tensors, where threads wait on each other longer than they compute).
+    the topic checks work on tiny tensors, where threads wait on each other longer than they compute);
+    ``judges``: a fork server that starts the judge with PyTorch and the checks already loaded (a batch's
+    gradings share one; quiet runs only), else the judge starts as a process of its own.
     """
     selected = request.topics
     timeout = timeout or (ALL_TIMEOUT_S if ALL in selected else TOPIC_TIMEOUT_S)
@@ -200,22 +211,27 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
                   "worker_log": str(log_file) if quiet else None,
                   # progress bars only on a terminal: a pipe, a log or --json output stays clean
                   "progress": not quiet and sys.stderr.isatty()}
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         chunks: list[bytes] = []
         reader = threading.Thread(target=read_all, args=(read_fd, chunks), daemon=True)
         reader.start()
         start = time.perf_counter()
         with open(log_file, "a") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "grader.grading.judge", str(request_file)],
-                                    stdin=subprocess.PIPE, stdout=log, stderr=log if quiet else None, env=env,
-                                    pass_fds=(write_fd,), start_new_session=True)
+            proc = None
+            if judges is not None and quiet:
+                try:
+                    proc = judges.start([str(request_file)], config, write_fd, log.fileno())
+                except ServerGone:
+                    proc = None  # started the usual way below
+            if proc is None:
+                proc = subprocess.Popen([sys.executable, "-m", "grader.grading.judge", str(request_file)],
+                                        stdin=subprocess.PIPE, stdout=log, stderr=log if quiet else None,
+                                        env=judge_environment(), pass_fds=(write_fd,), start_new_session=True)
+                try:
+                    proc.stdin.write(json.dumps(config).encode() + b"\n")
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
             os.close(write_fd)
-            try:
-                proc.stdin.write(json.dumps(config).encode() + b"\n")
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

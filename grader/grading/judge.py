@@ -173,9 +173,10 @@ def read_config() -> dict:
     return json.loads(line)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], config: dict | None = None) -> int:
+    """Grade the request in the file ``argv[0]``; ``config``: the run's settings (default: read from stdin)."""
     request_file = argv[0]
-    config = read_config()
+    config = read_config() if config is None else config
     session.quiet = quiet = bool(config.get("worker_log")) or not config.get("progress", True)
     with open(request_file) as f:
         session.request = request = GradingRequest(**json.load(f))

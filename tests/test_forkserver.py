@@ -1,0 +1,56 @@
+"""Judges forked from the batch's fork server (grader.grading.forkserver) grade as judges started on their own."""
+
+import os
+import signal
+
+import pytest
+
+from bank import entries, submission_with
+
+from grader.grading import judge_environment, run_grading
+from grader.grading.forkserver import Judges
+from grader.grading.request import GradingRequest
+from grader.grading.results import by_topic
+
+[ENTRY] = [e for e in entries("mistakes") if e.id == "loss/no_t_squared"]
+
+
+def verdicts(grading) -> dict:
+    assert grading.crash is None, grading.crash
+    [result] = by_topic(grading.results, ["loss"])
+    return {c.name: (c.status, c.message, c.frames, c.mistake) for c in result.checks}
+
+
+@pytest.mark.slow
+def test_a_forked_judge_grades_as_a_judge_of_its_own_and_a_dead_server_is_started_around(tmp_path, mnist_dir):
+    folder = submission_with(ENTRY, tmp_path / "sub")
+    request = GradingRequest(path=str(folder), topics=["loss"], data_dir=str(mnist_dir))
+    alone = verdicts(run_grading(request, quiet=True))
+    assert any(status == "failed" for status, *_ in alone.values())
+    judges = Judges(judge_environment())
+    try:
+        forked = run_grading(request, quiet=True, judges=judges)
+        assert verdicts(forked) == alone
+        os.kill(judges.proc.pid, signal.SIGKILL)
+        judges.proc.wait()
+        assert verdicts(run_grading(request, quiet=True, judges=judges)) == alone, "a judge of its own instead"
+    finally:
+        judges.close()
+
+
+@pytest.mark.slow
+def test_a_failing_judge_says_why_in_its_log_and_the_server_ends_with_its_socket(tmp_path):
+    judges = Judges(judge_environment())
+    read_fd, write_fd = os.pipe()
+    log = open(tmp_path / "log.txt", "ab")
+    try:
+        judge = judges.start(["/nonexistent/request.json"], {"fd": write_fd, "key": "00", "sandbox": "none"},
+                             write_fd, log.fileno())
+        code = judge.wait(timeout=120)
+        assert code == 1 and "nonexistent" in (tmp_path / "log.txt").read_text(), "the judge's error, in its log"
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+        log.close()
+        judges.close()
+    assert judges.proc.returncode is not None, "the server ended when its socket closed"
