@@ -25,3 +25,18 @@ def one_thread():
     """Torch on one thread for a test module (grader.grading.checking.single_thread): tiny tensors, small models."""
     with single_thread():
         yield
+
+
+@pytest.fixture(scope="session")
+def reference_check_all(tmp_path_factory, mnist_dir):
+    """`learnkd check all --solutions` once for the session, with a teacher cache of its own: (the grading, the
+    cache folder holding the reference's trained teacher). Tests that need a second run take the teacher from
+    it instead of training their own (minutes)."""
+    from grader.course.stubs import SOLUTIONS
+    from grader.course.topics import ALL
+    from grader.grading import run_grading
+    from grader.grading.request import GradingRequest
+
+    cache = tmp_path_factory.mktemp("teacher-cache")
+    request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir), cache_dir=str(cache))
+    return run_grading(request, quiet=True), cache

@@ -307,13 +307,13 @@ def test_a_training_that_never_ends_is_stopped_at_its_request_limit(tmp_path, mn
 
 
 @pytest.mark.slow
-def test_check_all_on_the_reference_passes_then_takes_its_teacher_from_the_cache(tmp_path, mnist_dir):
-    """`learnkd check all --solutions` twice, as the CLI runs it (minutes: two full trainings on MNIST)."""
-    request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir),
-                             cache_dir=str(tmp_path / "cache"))
+def test_check_all_on_the_reference_passes_then_takes_its_teacher_from_the_cache(reference_check_all, mnist_dir):
+    """`learnkd check all --solutions` twice, as the CLI runs it: the first (the session's) trains and keeps its
+    teacher, the second takes it from the cache (minutes: trainings on all of MNIST)."""
+    first, cache = reference_check_all
+    request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir), cache_dir=str(cache))
     tables = []
-    for _ in range(2):
-        grading = run_grading(request, quiet=True)
+    for grading in (first, run_grading(request, quiet=True)):
         assert grading.crash is None, grading.crash
         results = by_topic(grading.results, [*topic_names(), ALL])
         assert all(c.status == "passed" for r in results for c in r.checks), [
@@ -324,4 +324,4 @@ def test_check_all_on_the_reference_passes_then_takes_its_teacher_from_the_cache
     assert "teacher" in tables[0] and "cached" not in tables[0], tables[0]
     teacher_row = next(line for line in tables[1].splitlines() if line.strip().startswith("teacher"))
     assert teacher_row.rstrip().endswith("cached"), tables[1]
-    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1
+    assert len(list(cache.glob("teacher-*.pt"))) == 1

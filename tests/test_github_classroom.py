@@ -109,9 +109,16 @@ def test_the_mnist_step_runs_here(written, student_repository):
 
 @pytest.mark.parametrize("topic", [pytest.param(t, marks=() if t == "loss" else pytest.mark.slow)
                                    for t in [*topic_names(), ALL]])
-def test_each_grading_command_runs_here_on_a_student_repository(written, student_repository, topic):
+def test_each_grading_command_runs_here_on_a_student_repository(written, student_repository, topic, request):
     _, workflow = written
     [step] = [s for s in graders(workflow) if s["with"]["test-name"] == topic]
-    proc = run_step(step["with"]["command"], *student_repository)
+    repo, env = student_repository
+    if topic == ALL:  # the teacher the session trained from the same files, in the user cache check all reads
+        _, cache = request.getfixturevalue("reference_check_all")
+        shutil.copytree(cache, Path(env["HOME"]) / ".cache" / "learnkd" / "teachers")
+        env = dict(env, XDG_CACHE_HOME=str(Path(env["HOME"]) / ".cache"))
+    proc = run_step(step["with"]["command"], repo, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # the command grader gives the points on exit 0
     assert "✓" in proc.stdout
+    if topic == ALL:
+        assert "cached" in proc.stdout, proc.stdout
