@@ -1,6 +1,8 @@
 """Shared set-up of the project's own tests."""
 
+import fcntl
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -29,14 +31,24 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def reference_check_all(tmp_path_factory, mnist_dir):
-    """`learnkd check all --solutions` once for the session, with a teacher cache of its own: (the grading, the
+    """`learnkd check all --solutions` once for the whole run, with a teacher cache of its own: (the grading, the
     cache folder holding the reference's trained teacher). Tests that need a second run take the teacher from
-    it instead of training their own (minutes)."""
+    it instead of training their own (minutes). Under pytest-xdist the first worker to ask runs it while the
+    others wait on a lock, then read its pickled outcome."""
     from grader.course.stubs import SOLUTIONS
     from grader.course.topics import ALL
     from grader.grading import run_grading
     from grader.grading.request import GradingRequest
 
-    cache = tmp_path_factory.mktemp("teacher-cache")
-    request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir), cache_dir=str(cache))
-    return run_grading(request, quiet=True), cache
+    # the folder this run's workers share (each worker's own base folder sits in it); alone, this run's own
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    cache, outcome = shared / "reference-teacher-cache", shared / "reference-check-all.pickle"
+    with open(shared / "reference-check-all.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not outcome.is_file():
+            cache.mkdir(exist_ok=True)
+            request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir), cache_dir=str(cache))
+            outcome.write_bytes(pickle.dumps(run_grading(request, quiet=True)))
+        return pickle.loads(outcome.read_bytes()), cache

@@ -4,7 +4,6 @@ whether every part of it is written."""
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,14 +13,13 @@ class LabError(Exception):
 
 
 def learner_frame(err: BaseException, folder: Path) -> str:
-    """'exercises/models.py:23' for the deepest frame of ``err`` in the learner's folder, or ''."""
+    """'exercises/models.py:23' for the deepest frame of ``err`` in the learner's folder, or '' (the frames as
+    the worker finds them for the judge: ``grader.worker.serve.learner_frames``)."""
     from grader.lab.submission import display_path
+    from grader.worker.serve import learner_frames
 
-    where = ""
-    for frame in traceback.extract_tb(err.__traceback__):
-        if Path(frame.filename).resolve().parent == folder.resolve():
-            where = f"{display_path(frame.filename)}:{frame.lineno}"
-    return where
+    frames = learner_frames(err.__traceback__, folder.resolve())
+    return f"{display_path(folder / frames[-1]['file'])}:{frames[-1]['line']}" if frames else ""
 
 
 def load_code(folder: Path) -> SimpleNamespace:

@@ -74,11 +74,12 @@ def forbidden_import(source: str, filename: str) -> dict | None:
 
 
 def learner_frames(tb, folder: Path) -> list[dict]:
-    """Each frame of ``tb`` in a file of the learner's folder: file name, line, function, source line."""
+    """Each frame of ``tb`` in a file of the learner's folder (``folder``: resolved), outermost first: file name,
+    line, function, source line."""
     frames = []
     for frame in traceback.extract_tb(tb):
         path = Path(frame.filename)
-        if path.parent == folder and path.suffix == ".py":
+        if path.suffix == ".py" and (path.parent == folder or path.resolve().parent == folder):
             frames.append({"file": path.name, "line": frame.lineno, "name": str(frame.name),
                            "text": (frame.line or "").strip()[:300]})
     return frames
