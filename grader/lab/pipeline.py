@@ -145,15 +145,16 @@ LATENCY_WIDTH = 16  # "0.25 ± 0.01 ms" and the column's gap
 
 def comparison_table(reports: dict[str, ModelReport]) -> str:
     """The comparison of the three models, one line each, as `learnkd check all` prints it."""
-    rows = [f"{'model':<24}{'accuracy':>9}{'parameters':>12}{'size':>11}{'agrees':>8}{'1 image':>{LATENCY_WIDTH}}"
-            f"{'training':>10}"]
+    from grader.lab.table import text_table
+
+    header = ["model", "accuracy", "parameters", "size", "agrees", "1 image", "training"]
+    rows = []
     for r in reports.values():
-        time_text = "cached" if r.cached else f"{r.train_seconds:.1f} s"
-        agrees = "-" if r.agreement is None else f"{r.agreement:.1%}"
         one = latency.spread_text(r.latency_ms[1], r.latency_iqr_ms.get(1)) if 1 in r.latency_ms else "-"
-        rows.append(f"{r.name:<24}{r.accuracy:>9.2%}{r.parameters:>12,}{r.size_kb:>8.1f} KB{agrees:>8}"
-                    f"{one:>{LATENCY_WIDTH}}{time_text:>10}")
-    return "\n".join(rows)
+        rows.append([r.name, f"{r.accuracy:.2%}", f"{r.parameters:,}", f"{r.size_kb:.1f} KB",
+                     "-" if r.agreement is None else f"{r.agreement:.1%}", one,
+                     "cached" if r.cached else f"{r.train_seconds:.1f} s"])
+    return text_table(header, rows, widths=[24, 9, 12, 11, 8, LATENCY_WIDTH, 10], gap="")
 
 
 def table_notes(test_examples: int) -> list[str]:

@@ -272,14 +272,9 @@ def table_rows(summary: dict) -> list[list[str]]:
 
 def format_table(summary: dict, markdown: bool = False) -> str:
     """The comparison as aligned text (or a Markdown table, for the README)."""
-    rows = table_rows(summary)
-    if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-    widths = [max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(COLUMNS))]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(COLUMNS)] + [line(row) for row in rows])
+    from grader.lab.table import text_table
+
+    return text_table(COLUMNS, table_rows(summary), markdown=markdown)
 
 
 def write_json(summary: dict, folder: Path) -> Path:
