@@ -29,12 +29,14 @@ from grader.course.stubs import SOLUTIONS
 from grader.course.topics import ALL, topic_names
 from grader.worker import exporting
 from bank import load_module
+from in_process import InProcessWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 with warnings.catch_warnings():  # its marks are registered by the checks' conftest, not here
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     CHECKS = load_module(ROOT / "grader" / "checks" / "test_end_to_end.py")
 LIMIT = 2048  # training images of the slow tests: every path runs, in seconds
+FEW = 512  # training images where only the judge's reading of a failure is tested
 
 CONSTANT = '''
 import torch
@@ -98,13 +100,18 @@ def submission(tmp_path: Path, models: str | None = None, append: str = "") -> P
     return folder
 
 
-def run_end_to_end(folder: Path, tmp_path: Path, mnist_dir: Path, cache_dir=None, limit: int | None = LIMIT,
-                   train_timeout: float = end_to_end.TRAIN_TIMEOUT_S):
-    """Grade ``folder`` end to end as the judge does (private copy, worker in the sandbox); the outcome."""
+def run_end_to_end(folder: Path, tmp_path: Path, mnist_dir: Path, cache_dir=None, limit: int | None = FEW,
+                   train_timeout: float = end_to_end.TRAIN_TIMEOUT_S, sandboxed: bool = False):
+    """Grade ``folder`` end to end as the judge does (a private copy); the outcome. The learner's code trains in a
+    worker in the sandbox when ``sandboxed``, else in this process (tests/in_process.py: the worker's own code,
+    every message through the wire), for the tests of what the judge makes of an outcome."""
     copy = tmp_path / f"copy-{len(list(tmp_path.glob('copy-*')))}"
     copy_submission(folder, copy)
-    process = WorkerProcess(copy, sandbox=sandbox.kind(), settings=Settings(memory_mb=8192))
-    process.start()
+    if sandboxed:
+        process = WorkerProcess(copy, sandbox=sandbox.kind(), settings=Settings(memory_mb=8192))
+        process.start()
+    else:
+        process = InProcessWorker(copy)
     try:
         return end_to_end.run(Remote(process, 30.0), data_dir=str(mnist_dir), cache_dir=cache_dir, folder=copy,
                               limit=limit, train_timeout=train_timeout)
@@ -211,7 +218,7 @@ def test_a_cache_entry_is_read_as_plain_data_only_and_checked(tmp_path):
 def test_the_reference_trains_in_the_worker_and_the_judge_measures_it(tmp_path, mnist_dir):
     folder = submission(tmp_path)
     cache = tmp_path / "cache"
-    first = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache)
+    first = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT, sandboxed=True)
     assert not first.problems, first.problems
     teacher, distilled, hard = (first.reports[n] for n in (TEACHER, DISTILLED, HARD))
     assert teacher.accuracy > 0.9 and distilled.accuracy > 0.8 and hard.accuracy > 0.8  # 2,048 images, 2 epochs
@@ -221,21 +228,21 @@ def test_the_reference_trains_in_the_worker_and_the_judge_measures_it(tmp_path, 
     assert set(teacher.latency_ms) == {1, 1000}
     assert len(list(cache.glob("teacher-*.pt"))) == 1
 
-    second = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache)
+    second = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT, sandboxed=True)
     assert second.reports[TEACHER].cached, "the same files, settings and data: the cached teacher"
     assert second.reports[TEACHER].accuracy == teacher.accuracy
     assert second.reports[TEACHER].losses == teacher.losses
     assert second.reports[DISTILLED].accuracy == distilled.accuracy, "distilled from the same weights, same seed"
 
     (folder / "notes.txt").write_text("any file of the submission counts\n")
-    third = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache)
+    third = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT, sandboxed=True)
     assert not third.reports[TEACHER].cached
 
     [entry_file] = [p for p in cache.glob("teacher-*.pt") if p.stat().st_mtime == max(
         q.stat().st_mtime for q in cache.glob("teacher-*.pt"))]
     entry = torch.load(entry_file, weights_only=True)
     torch.save({**entry, "accuracy": 0.999}, entry_file)  # an entry whose graph does not give its accuracy
-    fourth = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache)
+    fourth = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT, sandboxed=True)
     assert not fourth.reports[TEACHER].cached, "an entry that does not hold up is not used"
     assert fourth.reports[TEACHER].accuracy == third.reports[TEACHER].accuracy
 
@@ -300,9 +307,9 @@ def test_a_training_that_never_ends_is_stopped_at_its_request_limit(tmp_path, mn
     train = (folder / "train.py").read_text()
     (folder / "train.py").write_text(train + "\n\ndef train_model(model, batches, epochs, lr):\n"
                                              "    while True:\n        pass\n")
-    outcome = run_end_to_end(folder, tmp_path, mnist_dir, train_timeout=20)
+    outcome = run_end_to_end(folder, tmp_path, mnist_dir, train_timeout=4)
     found = messages(outcome, folder)
-    assert "training your Teacher did not finish within 20 s" in found["test_teacher_reaches_the_floor"]
+    assert "training your Teacher did not finish within 4 s" in found["test_teacher_reaches_the_floor"]
     assert "could not be trained" in found["test_distilled_student_reaches_the_floor"]
 
 
