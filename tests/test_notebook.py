@@ -13,7 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import cli
-from grader.notebook.build import (LIMIT_ENV, TAG_PREFIX, join_module, split_module, topic_parts, without_markers)
+import in_process
+from grader.notebook.build import (LIMIT_ENV, TAG_PREFIX, join_module, split_module, topic_parts, without_markers,
+                                   write_submission)
 from grader.course.stubs import SOLUTIONS, stub_files
 from grader.course.topics import get_topic, topics
 
@@ -258,14 +260,19 @@ BANK = (sorted((TESTS / "mistakes" / "loss").glob("*.py"))[:2] + sorted((TESTS /
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", BANK, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
-def test_files_of_the_banks_grade_the_same_in_a_notebook(path, tmp_path):
+def test_files_of_the_banks_grade_the_same_in_a_notebook(path, tmp_path, mnist_dir):
+    """The notebook's cells written out as `check --notebook` writes them, and the file in a folder, each graded by
+    the judge's checks in this process (tests/in_process.py; the two tests above grade through the command)."""
     nb_path = put_file(make_notebook(tmp_path, solutions=True), "loss", path.read_text())
-    from_notebook = check("loss", "--notebook", str(nb_path), "--json", str(tmp_path / "nb.json"))
-    from_folder = check("loss", "--path", str(folder_with(tmp_path, "loss", path.read_text())),
-                        "--json", str(tmp_path / "py.json"))
-    assert from_notebook.exit_code == from_folder.exit_code, from_notebook.output
-    nb_report, py_report = (json.loads((tmp_path / n).read_text()) for n in ("nb.json", "py.json"))
-    assert without_locations(nb_report) == without_locations(py_report)
+    lab = write_submission(nb_path, tmp_path / "from-notebook" / "exercises", ["loss"])
+    from_notebook = lab.locate_results(in_process.grade(lab.folder, "loss", str(mnist_dir)).results)
+    from_folder = in_process.grade(folder_with(tmp_path, "loss", path.read_text()), "loss", str(mnist_dir)).results
+
+    def verdicts(results):
+        return [(c.name, c.status, LOCATION.sub("<at>", c.detail())) for c in results]
+
+    assert verdicts(from_notebook) == verdicts(from_folder)
+    assert not any(".py:" in c.detail() for c in from_notebook), "every location is a notebook cell"
 
 
 @pytest.mark.slow
