@@ -17,10 +17,9 @@ CORRECT = entries("correct")
 # The developer's loop (pytest -m "not slow") grades these; the full suite grades every entry.
 FAST = {"loss/no_t_squared", "loss/alpha_swapped", "evaluate/forgot_eval_mode", "evaluate/percentage", "loss/seed_lab",
         "evaluate/seed_lab", "train/grads_never_cleared", "models/syntax_error"}
-# Graded through the whole grading process too (judge, worker, sandbox): one of each kind of verdict, a loop that
-# never ends among them (the worker stops it), and one correct entry.
-WHOLE = {"loss/no_t_squared", "evaluate/forgot_eval_mode", "train/endless_loop", "models/softmax_output",
-         "loss/seed_lab"}
+# Graded through the whole grading process too (judge, worker, sandbox): a value mistake, a model mistake, a loop
+# that never ends (the worker stops it), and a correct entry.
+WHOLE = {"loss/no_t_squared", "train/endless_loop", "models/softmax_output", "loss/seed_lab"}
 
 
 def banked(bank):

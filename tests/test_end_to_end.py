@@ -214,6 +214,23 @@ def test_a_cache_entry_is_read_as_plain_data_only_and_checked(tmp_path):
 
 
 @pytest.mark.slow
+def test_check_all_on_the_reference_passes_and_keeps_its_teacher(reference_check_all):
+    """`learnkd check all --solutions` as the CLI runs it (the session's run: minutes, on all of MNIST) passes every
+    check and keeps the teacher it trained; tests/test_github_classroom.py runs it again through the command and
+    takes that teacher from the cache (first of the slow tests here, so that the session's run starts early)."""
+    grading, cache = reference_check_all
+    assert grading.crash is None, grading.crash
+    results = by_topic(grading.results, [*topic_names(), ALL])
+    assert all(c.status == "passed" for r in results for c in r.checks), [
+        (c.name, c.message) for r in results for c in r.failed]
+    [end] = [r for r in results if r.name == ALL]
+    assert len(end.checks) == 3
+    table = "\n".join(c.output for c in end.checks)
+    assert "teacher" in table and "cached" not in table, table
+    assert len(list(cache.glob("teacher-*.pt"))) == 1
+
+
+@pytest.mark.slow
 def test_the_reference_trains_in_the_worker_and_the_judge_measures_it(tmp_path, mnist_dir):
     folder = submission(tmp_path)
     cache = tmp_path / "cache"
@@ -310,20 +327,3 @@ def test_a_training_that_never_ends_is_stopped_at_its_request_limit(tmp_path, mn
     found = messages(outcome, folder)
     assert "training your Teacher did not finish within 4 s" in found["test_teacher_reaches_the_floor"]
     assert "could not be trained" in found["test_distilled_student_reaches_the_floor"]
-
-
-@pytest.mark.slow
-def test_check_all_on_the_reference_passes_and_keeps_its_teacher(reference_check_all):
-    """`learnkd check all --solutions` as the CLI runs it (the session's run: minutes, on all of MNIST) passes every
-    check and keeps the teacher it trained; tests/test_github_classroom.py runs it again through the command and
-    takes that teacher from the cache."""
-    grading, cache = reference_check_all
-    assert grading.crash is None, grading.crash
-    results = by_topic(grading.results, [*topic_names(), ALL])
-    assert all(c.status == "passed" for r in results for c in r.checks), [
-        (c.name, c.message) for r in results for c in r.failed]
-    [end] = [r for r in results if r.name == ALL]
-    assert len(end.checks) == 3
-    table = "\n".join(c.output for c in end.checks)
-    assert "teacher" in table and "cached" not in table, table
-    assert len(list(cache.glob("teacher-*.pt"))) == 1
