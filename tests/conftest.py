@@ -1,8 +1,6 @@
 """Shared set-up of the project's own tests."""
 
-import fcntl
 import os
-import pickle
 from pathlib import Path
 
 import pytest
@@ -28,27 +26,3 @@ def one_thread():
     with single_thread():
         yield
 
-
-@pytest.fixture(scope="session")
-def reference_check_all(tmp_path_factory, mnist_dir):
-    """`learnkd check all --solutions` once for the whole run, with a teacher cache of its own: (the grading, the
-    cache folder holding the reference's trained teacher). Tests that need a second run take the teacher from
-    it instead of training their own (minutes). Under pytest-xdist the first worker to ask runs it while the
-    others wait on a lock, then read its pickled outcome."""
-    from grader.course.stubs import SOLUTIONS
-    from grader.course.topics import ALL
-    from grader.grading import run_grading
-    from grader.grading.request import GradingRequest
-
-    # the folder this run's workers share (each worker's own base folder sits in it); alone, this run's own
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
-    cache, outcome = shared / "reference-teacher-cache", shared / "reference-check-all.pickle"
-    with open(shared / "reference-check-all.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not outcome.is_file():
-            cache.mkdir(exist_ok=True)
-            request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir), cache_dir=str(cache))
-            outcome.write_bytes(pickle.dumps(run_grading(request, quiet=True)))
-        return pickle.loads(outcome.read_bytes()), cache
