@@ -2,13 +2,14 @@
 
 import os
 import signal
+import socket
 
 import pytest
 
 from bank import entries, submission_with
 
 from grader.grading import judge_environment, run_grading
-from grader.grading.forkserver import Judges
+from grader.grading.forkserver import Judges, given_up
 from grader.grading.request import GradingRequest
 from grader.grading.results import by_topic
 
@@ -54,3 +55,13 @@ def test_a_failing_judge_says_why_in_its_log_and_the_server_ends_with_its_socket
         log.close()
         judges.close()
     assert judges.proc.returncode is not None, "the server ended when its socket closed"
+
+
+def test_the_server_sees_a_grader_that_stopped_waiting():
+    """A grader that gave up on the server closes its end; the server then starts no judge for it (two judges
+    writing to one results pipe would spoil it)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    assert not given_up(theirs)
+    ours.close()
+    assert given_up(theirs)
+    theirs.close()

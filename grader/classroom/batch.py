@@ -315,7 +315,12 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
         handins = [prepare(s, work, n, graded_topics) for s, n in zip(sources, names)]
         done: dict[str, Graded] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
-        judges = Judges(judge_environment()) if sum(not h.problem for h in handins) > 1 else None
+        judges = None
+        if sum(not h.problem for h in handins) > 1:
+            try:
+                judges = Judges(judge_environment())
+            except OSError:  # no fork server: each judge starts as a process of its own
+                judges = None
         try:
             futures = [pool.submit(grade_one, h, options, kind, judges) for h in handins]
             for future in as_completed(futures):

@@ -26,6 +26,7 @@ import threading
 import time
 
 MESSAGE_LIMIT = 65536  # bytes of one start message: a file name and the run's settings
+START_TIMEOUT_S = 180  # the server's own start (loading PyTorch and the checks) on a very busy machine, then a fork
 
 
 class ServerGone(Exception):
@@ -77,11 +78,11 @@ class Judges:
             raise ServerGone(str(err)) from None
         finally:
             for_judge.close()
-        news.settimeout(60)
+        news.settimeout(START_TIMEOUT_S)
         try:
             data = news.recv(MESSAGE_LIMIT)
         except OSError as err:
-            news.close()
+            news.close()  # the server, seeing this end closed, will not start this judge after all
             raise ServerGone(f"no answer from the fork server ({err})") from None
         pid = json.loads(data).get("pid") if data else None
         if type(pid) is not int:
@@ -164,6 +165,11 @@ def serve(control: socket.socket) -> None:
                 continue
             news_fd, results_fd, log_fd = fds
             news = socket.socket(fileno=news_fd)
+            if given_up(news):  # the grader stopped waiting and started a judge of its own: not a second one
+                news.close()
+                os.close(results_fd)
+                os.close(log_fd)
+                continue
             request = json.loads(message)
             config = dict(request["config"], fd=results_fd)
             pid = os.fork()
@@ -199,6 +205,16 @@ def serve(control: socket.socket) -> None:
         while judges and time.monotonic() < deadline:
             reap(judges)
             time.sleep(0.05)
+
+
+def given_up(news: socket.socket) -> bool:
+    """Whether the grader has closed its end of a judge's news socket."""
+    try:
+        return news.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def reap(judges: dict[int, socket.socket]) -> None:
