@@ -114,6 +114,7 @@ def preload() -> None:
     from grader.grading.request import GradingRequest
 
     pytest.main([*judge.pytest_args(GradingRequest(topics=[ALL]), os.devnull), "--collect-only"])
+    sys.stdout.flush()  # what it printed stays here, not in the first judge's log
 
 
 def run_judge(argv: list[str], config: dict, log_fd: int) -> int:
