@@ -1,4 +1,5 @@
-"""The judge's checks run in this process against a worker that also runs here: the banks' fast grading.
+"""The judge's checks run in this process against a worker that also runs here: fast grading of honest code
+(the banks, their files in a notebook, the end-to-end failure tests).
 
 ``grade(folder, topic)`` is ``run_grading`` without its two processes and the sandbox: the same private copy
 of the folder, the judge's pytest session (``judge.pytest_args``) with its ``Collector`` writing signed
