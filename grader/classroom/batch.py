@@ -320,7 +320,7 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
             try:
                 judges = Judges(judge_environment())
             except OSError:  # no fork server: each judge starts as a process of its own
-                judges = None
+                pass
         try:
             futures = [pool.submit(grade_one, h, options, kind, judges) for h in handins]
             for future in as_completed(futures):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -73,16 +72,12 @@ def forbidden_import(source: str, filename: str) -> LoadError | None:
 
 
 def _error_from_exception(err: BaseException, folder: Path, filename: str) -> LoadError:
-    if isinstance(err, SyntaxError) and err.filename and Path(err.filename).name.endswith(".py"):
-        text = (err.text or "").strip()
-        detail = f" in: {text}" if text else ""
-        return LoadError(display_path(err.filename), err.lineno, f"{type(err).__name__}: {err.msg}{detail}")
-    # The deepest frame in the learner's folder says where it went wrong.
-    line, file = None, filename
-    for frame in traceback.extract_tb(err.__traceback__):
-        if Path(frame.filename).resolve().parent == folder:
-            file, line = display_path(frame.filename), frame.lineno
-    return LoadError(file, line, f"importing it failed with {type(err).__name__}: {err}")
+    """Why a file did not import, at the learner's line: the worker's own reading (``serve.load_error``)."""
+    from grader.worker.serve import load_error
+
+    found = load_error(err, folder, filename)
+    file = filename if found["file"] == filename else display_path(folder / found["file"])
+    return LoadError(file, found["line"], found["message"])
 
 
 def _fresh_package(folder: Path, name: str) -> ModuleType:

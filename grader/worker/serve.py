@@ -79,7 +79,7 @@ def learner_frames(tb, folder: Path) -> list[dict]:
     frames = []
     for frame in traceback.extract_tb(tb):
         path = Path(frame.filename)
-        if path.suffix == ".py" and (path.parent == folder or path.resolve().parent == folder):
+        if path.parent == folder and path.suffix == ".py":
             frames.append({"file": path.name, "line": frame.lineno, "name": str(frame.name),
                            "text": (frame.line or "").strip()[:300]})
     return frames
