@@ -26,3 +26,38 @@ def one_thread():
     with single_thread():
         yield
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Spreading the suite over pytest-xdist's workers (pyproject's addopts: a worker per core)
+
+# Run first, in this order: the files whose tests take longest, so that no worker starts one of them last.
+LONGEST_FIRST = ("test_check_all.py", "test_adversarial.py", "test_end_to_end.py", "test_github_classroom.py",
+                 "test_progress.py", "test_report.py", "test_class_report.py", "test_forkserver.py")
+# Their tests go to the workers one by one: they share no costly module fixture. Every other file runs whole on
+# one worker, so that its module fixtures (a trained teacher, a graded class) are made once.
+ONE_BY_ONE = ("test_bank.py", "test_notebook.py", "test_cli.py", "test_watch.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if Path(file).name in ONE_BY_ONE else file
+
+        def _reschedule(self, node) -> None:
+            # the next unit once the worker is on its last test, not two ahead: a worker holds no long file
+            # that another, idle worker could be running
+            if not node.shutting_down and self.workqueue and self._pending_of(self.assigned_work[node]) > 1:
+                return
+            super()._reschedule(node)
+
+    config.option.loadscopereorder = False  # keep the order above, not "most tests first"
+    return Scheduling(config, log)

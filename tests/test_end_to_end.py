@@ -4,11 +4,11 @@ The learner's code trains in the worker (grader.worker.pipeline); the judge runs
 the test set itself (grader.grading.end_to_end). The slow tests train on a subset of real MNIST through a
 real worker in the sandbox, then call the checks of grader/checks/test_end_to_end.py on the outcome and
 read their messages as the grader shows them (judge.explain), without the topic checks in front.
+(`learnkd check all` on all of MNIST: tests/test_check_all.py.)
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -19,18 +19,14 @@ import torch
 from torch import nn
 
 from grader.lab import teacher_cache
-from grader.grading import copy_submission, end_to_end, judge, run_grading, sandbox
-from grader.grading.request import GradingRequest
+from grader.grading import copy_submission, end_to_end, judge, sandbox
 from grader.grading.graph import OPERATIONS, Graph, GraphError
 from grader.grading.remote import Remote
 from grader.grading.worker_process import Settings, WorkerProcess
 from grader.lab.pipeline import DISTILLED, HARD, TEACHER
-from grader.grading.results import by_topic
 from grader.course.stubs import SOLUTIONS
-from grader.course.topics import ALL, topic_names
 from grader.worker import exporting
 from bank import load_module
-from test_github_classroom import all_step, run_step
 from in_process import InProcessWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,49 +210,6 @@ def test_a_cache_entry_is_read_as_plain_data_only_and_checked(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------
 # Slow: the learner's code trains in the worker, the judge measures
-
-
-@pytest.fixture(scope="module")
-def reference_check_all(tmp_path_factory, mnist_dir):
-    """`learnkd check all --solutions` as the CLI runs it, with a teacher cache of its own: (the grading, the cache
-    folder holding the teacher it trained). Once for this file (minutes: trainings on all of MNIST)."""
-    cache = tmp_path_factory.mktemp("teacher-cache")
-    request = GradingRequest(path=str(SOLUTIONS), topics=[ALL], data_dir=str(mnist_dir), cache_dir=str(cache))
-    return run_grading(request, quiet=True), cache
-
-
-@pytest.mark.slow
-def test_check_all_on_the_reference_passes_and_keeps_its_teacher(reference_check_all):
-    """`learnkd check all --solutions` as the CLI runs it passes every check and keeps the teacher it trained, which
-    the next test takes from the cache."""
-    grading, cache = reference_check_all
-    assert grading.crash is None, grading.crash
-    results = by_topic(grading.results, [*topic_names(), ALL])
-    assert all(c.status == "passed" for r in results for c in r.checks), [
-        (c.name, c.message) for r in results for c in r.failed]
-    [end] = [r for r in results if r.name == ALL]
-    assert len(end.checks) == 3
-    table = "\n".join(c.output for c in end.checks)
-    assert "teacher" in table and "cached" not in table, table
-    assert len(list(cache.glob("teacher-*.pt"))) == 1
-
-
-@pytest.mark.slow
-def test_check_all_as_github_classroom_runs_it_takes_the_teacher_from_the_cache(reference_check_all, tmp_path,
-                                                                                 mnist_dir):
-    """The workflow's `all` step (`learnkd github-classroom`) on a student's repository holding the reference, with
-    the teacher of the run above in the user cache: it passes (the command grader's points) and trains no teacher.
-    (Here rather than in tests/test_github_classroom.py: a file's tests share one worker, and that teacher.)"""
-    command = all_step(tmp_path / "template")
-    repo, home = tmp_path / "repo", tmp_path / "home"
-    shutil.copytree(SOLUTIONS, repo / "exercises", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(reference_check_all[1], home / ".cache" / "learnkd" / "teachers")
-    env = dict(os.environ, LEARNKD_DATA=str(mnist_dir), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
-    proc = run_step(command, repo, env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "✓" in proc.stdout
-    teacher_row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("teacher"))
-    assert teacher_row.rstrip().endswith("cached"), proc.stdout
 
 
 @pytest.mark.slow

@@ -56,13 +56,15 @@ class ForkedJudge:
 class Judges:
     """The fork server of one batch; ``start`` forks a judge, ``close`` ends the server and its judges."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, zygote_fd: int | None = None):
+        """``zygote_fd``: the batch's worker zygote (``grader.grading.zygote``), inherited by every judge, which
+        asks it for its worker."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.control, self.lock = ours, threading.Lock()
+        self.control, self.lock, self.zygote_fd = ours, threading.Lock(), zygote_fd
         # its output goes nowhere: each judge writes to its own log, and a server that fails is started around
         self.proc = subprocess.Popen([sys.executable, "-m", "grader.grading.forkserver", str(theirs.fileno())],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env=env, pass_fds=(theirs.fileno(),))
+                                     env=env, pass_fds=(theirs.fileno(), *([] if zygote_fd is None else [zygote_fd])))
         theirs.close()
 
     def start(self, argv: list[str], config: dict, results_fd: int, log_fd: int) -> ForkedJudge:
@@ -71,6 +73,8 @@ class Judges:
             with self.lock:
                 if self.proc.poll() is not None:
                     raise ServerGone(f"the fork server ended with exit code {self.proc.returncode}")
+                if self.zygote_fd is not None:
+                    config = {**config, "zygote_fd": self.zygote_fd}
                 message = json.dumps({"argv": argv, "config": config}).encode()
                 socket.send_fds(self.control, [message], [for_judge.fileno(), results_fd, log_fd])
         except OSError as err:

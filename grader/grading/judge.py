@@ -160,7 +160,8 @@ def pytest_args(request: GradingRequest, request_file: str) -> list[str]:
     modules = [CHECKS_DIR / f"test_{'end_to_end' if m == ALL else m}.py" for m in markers]
     return [*map(str, modules), "-m", " or ".join(markers), "--learnkd-request", request_file,
             "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:debugging", "-p", "no:pastebin",
-            "-p", "no:timeout", "--assert=plain", "-q", "--no-header",
+            "-p", "no:timeout", "-p", "no:unraisableexception", "-p", "no:threadexception", "--assert=plain", "-q",
+            "--no-header", "--tb=short",
             "--rootdir", str(CHECKS_DIR), "-c", str(CHECKS_DIR / "pytest.ini")]
 
 
@@ -190,7 +191,7 @@ def main(argv: list[str], config: dict | None = None) -> int:
                         cpu_s=config.get("cpu_s"), threads=config.get("threads", 1))
     log = open(config["worker_log"], "ab", buffering=0) if config.get("worker_log") else None
     process = WorkerProcess(Path(request.path), sandbox=config["sandbox"], settings=settings,
-                            device=request.device, log=log)
+                            device=request.device, log=log, zygote_fd=config.get("zygote_fd"))
     process.start()
     import pytest
 

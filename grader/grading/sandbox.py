@@ -16,6 +16,7 @@ worker split still holds, but the learner's code sees what its user sees).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import site
@@ -84,8 +85,13 @@ def system_binds() -> list[str]:
     return args
 
 
-def bwrap_command(command: list[str], submission: Path, scratch: Path | None = None, device: str = "cpu") -> list[str]:
+def bwrap_command(command: list[str], submission: Path | None, scratch: Path | None = None, device: str = "cpu",
+                  capabilities: tuple[str, ...] = ()) -> list[str]:
+    """``submission``: None for the worker zygote, which holds none; ``capabilities``: kept in the sandbox's own
+    user namespace (the zygote's, to make each worker's namespaces)."""
     args = ["bwrap", "--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    for capability in capabilities:
+        args += ["--cap-add", capability]
     args += system_binds()
     args += ["--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--dir", HOME]
     for path in python_paths():
@@ -94,7 +100,8 @@ def bwrap_command(command: list[str], submission: Path, scratch: Path | None = N
         if any(p == path or p in path.parents for p in python_paths()):
             args += ["--tmpfs", str(path)]
     args += ["--ro-bind", str(WORKER_DIR), f"{MOUNT}/learnkd_worker"]
-    args += ["--ro-bind", str(submission), HANDED_IN]
+    if submission is not None:
+        args += ["--ro-bind", str(submission), HANDED_IN]
     args += ["--size", str(TMPFS_BYTES), "--tmpfs", SUBMISSION, "--size", str(TMPFS_BYTES), "--tmpfs", SCRATCH,
              "--chdir", SUBMISSION]
     if device == "cuda":
@@ -186,6 +193,17 @@ def _works(command: list[str]) -> bool:
                               stderr=subprocess.DEVNULL, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def zygote_command(fd: int) -> list[str]:
+    """The command line that starts the worker zygote (``grader.worker.zygote``) in a bubblewrap sandbox of its
+    own, on the control socket ``fd``: a worker's view, without a submission."""
+    start = json.dumps({"fd": fd, "own": ["/tmp", SUBMISSION, SCRATCH], "home": HOME, "workdir": SUBMISSION,
+                        "tmpfs_bytes": TMPFS_BYTES})
+    code = (f"import sys; sys.path.insert(0, {MOUNT!r}); "
+            f"from learnkd_worker.zygote import main; main({start!r})")
+    return bwrap_command([sys.executable, "-I", "-c", code], None,
+                         capabilities=("CAP_SYS_ADMIN", "CAP_SETPCAP"))
 
 
 def worker_command(submission: Path, scratch: Path | None, sandbox: str, device: str = "cpu") -> tuple[list[str], Path]:

@@ -22,6 +22,7 @@ from typing import Callable
 
 from grader.worker import wire
 from grader.grading import sandbox
+from grader.grading.zygote import ForkedWorker, ZygoteGone, start_worker
 
 REPLY_LIMIT = 256 * 2**20  # bytes of one reply: the largest is a trained Teacher's graph and weights
 START_TIMEOUT_S = 120  # starting Python and torch, and importing the submission, on a busy 2-core machine
@@ -70,6 +71,7 @@ class WorkerProcess:
     settings: Settings = field(default_factory=Settings)
     device: str = "cpu"
     log: object = None  # a file for the worker's stderr; None: the judge's stderr
+    zygote_fd: int | None = None  # the batch's worker zygote (grader.grading.zygote), if any
     callbacks: dict[str, Callable] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     loaded: dict | None = None  # {"errors": {stem: {...}}, "modules": [...]} from the last start
@@ -82,14 +84,23 @@ class WorkerProcess:
         self.scratch = None
         if self.sandbox == sandbox.NONE:
             self.scratch = Path(tempfile.mkdtemp(prefix="learnkd-scratch-"))
+        self.starts += 1
+        self.loaded = None
+        if self.zygote_fd is not None and self.sandbox == sandbox.BWRAP and self.device == "cpu":
+            try:
+                self.proc = start_worker(self.zygote_fd, self.log.fileno() if self.log is not None else 2)
+            except ZygoteGone:
+                self.zygote_fd = None  # and a sandbox of its own, below
+            else:
+                self.seen_as = Path(sandbox.SUBMISSION)
+                self._send({**self.settings.to_dict(self.seen_as), "files": submission_files(self.submission)})
+                return
         command, seen_as = sandbox.worker_command(self.submission, self.scratch, self.sandbox, self.device)
         self.seen_as = seen_as
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log if self.log is not None else None, **worker_user())
-        self.starts += 1
         copy_from = sandbox.HANDED_IN if self.sandbox != sandbox.NONE else None
         self._send({**self.settings.to_dict(seen_as), "copy_from": copy_from})
-        self.loaded = None
 
     def ready(self) -> dict:
         """The load report ({"errors", "modules"}), once the worker has imported the submission.
@@ -211,13 +222,16 @@ class WorkerProcess:
         """Where the learner's code is now: on SIGUSR1 the worker writes its Python stack to its reply pipe."""
         if self.proc is None or self.proc.poll() is not None:
             return []
-        pid = _worker_pid(self.proc.pid)
-        if not pid:
-            return []
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except OSError:
-            return []
+        if isinstance(self.proc, ForkedWorker):
+            self.proc.send_signal(signal.SIGUSR1)
+        else:
+            pid = _worker_pid(self.proc.pid)
+            if not pid:
+                return []
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except OSError:
+                return []
         fd, chunks, deadline = self.proc.stdout.fileno(), [], time.monotonic() + 0.5
         while time.monotonic() < deadline and sum(map(len, chunks)) < 65536:
             if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
@@ -246,6 +260,20 @@ class WorkerProcess:
         else:
             reason = f"ended with exit code {code} before answering"
         raise WorkerGone(f"the process running your code {reason}")
+
+
+def submission_files(folder: Path) -> list:
+    """The private copy's files as plain data, [relative path, bytes as a uint8 tensor], for a forked worker,
+    which has no view of the copy."""
+    import torch
+
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            content = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+            files.append([path.relative_to(folder).as_posix(), content])
+    return files
 
 
 WORKER_USER_ENV = "LEARNKD_WORKER_USER"  # run as root with it set, the worker runs as that user (Gradescope)

@@ -207,6 +207,16 @@ def copy_tree(source: Path, target: Path) -> None:
             shutil.copyfile(path, target / relative)
 
 
+def write_files(files: list, target: Path) -> None:
+    """The files a forked worker is sent ([relative path, uint8 tensor]) into the folder the learner's code runs in."""
+    for relative, content in files:
+        parts = Path(relative).parts
+        if not parts or Path(relative).is_absolute() or ".." in parts:
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / relative).write_bytes(content.numpy().tobytes())
+
+
 def main() -> None:
     fd_in, fd_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -229,6 +239,8 @@ def main() -> None:
     faulthandler.register(signal.SIGUSR1, file=fd_out, all_threads=False)
     if settings.get("copy_from"):  # the sandbox's /submission is its own, in memory: fill it with the copy
         copy_tree(Path(settings["copy_from"]), Path(settings.get("folder", ".")))
+    if settings.get("files"):  # a worker forked by the zygote (zygote.py), which has no view of the copy
+        write_files(settings["files"], Path(settings.get("folder", ".")))
     torch.set_num_threads(max(1, int(settings.get("threads", 1))))
     worker.folder = Path(settings.get("folder", ".")).resolve()
     sys.dont_write_bytecode = True

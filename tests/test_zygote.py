@@ -1,0 +1,181 @@
+"""The worker zygote (grader.grading.zygote, grader.worker.zygote): workers forked from one sandboxed process
+that has loaded PyTorch share nothing they can write, see nothing of each other, and end with everything
+they started, when the judge stops them and when the judge itself is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from grader.course.stubs import SOLUTIONS
+from grader.grading import copy_submission, sandbox
+from grader.grading.worker_process import Settings, WorkerGone, WorkerProcess
+from grader.grading.zygote import ForkedWorker, Zygote, ZygoteGone
+
+pytestmark = pytest.mark.skipif(sandbox.kind() != sandbox.BWRAP, reason="the worker zygote runs in bubblewrap only")
+
+PROBE = '''
+import json, os, socket, subprocess, sys, time
+
+MARK = {mark!r}
+PLACES = ["/", "/dev", "/tmp", "/tmp/home", "/submission", "/scratch", "/dev/shm", "/learnkd", "/usr"]
+
+
+def plant():
+    """Write this worker's mark wherever it can; where it could."""
+    wrote = []
+    for place in PLACES:
+        try:
+            with open(os.path.join(place, MARK), "w") as f:
+                f.write(MARK)
+            wrote.append(place)
+        except OSError:
+            pass
+    return wrote
+
+
+def look():
+    """What this worker sees: marks of others, processes, capabilities, the network."""
+    seen = {{"marks": sorted(os.path.join(p, n) for p in PLACES if os.path.isdir(p) for n in os.listdir(p)
+                             if n.startswith("mark-") and n != MARK),
+             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "pid": os.getpid()}}
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    seen["caps"] = [int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb")]
+    seen["no_new_privs"] = status["NoNewPrivs"].strip()
+    try:
+        socket.create_connection(("127.0.0.1", 9), timeout=1).close()
+        seen["network"] = "connected"
+    except OSError as err:
+        seen["network"] = err.strerror
+    return json.dumps(seen)
+
+
+def linger():
+    """Leave a process behind, then never return."""
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", MARK], start_new_session=True)
+    while True:
+        time.sleep(0.1)
+'''
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    z = Zygote()
+    z.wait_ready()
+    yield z
+    z.close()
+
+
+def probe_submission(tmp_path: Path, mark: str) -> Path:
+    folder = tmp_path / mark / "handed-in"
+    shutil.copytree(SOLUTIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "probe.py").write_text(PROBE.format(mark=mark))
+    (folder / "models.py").write_text((folder / "models.py").read_text() + "\nfrom .probe import plant, look, linger\n")
+    copy = tmp_path / mark / "copy"
+    copy_submission(folder, copy)
+    return copy
+
+
+def forked(zygote, tmp_path: Path, mark: str) -> WorkerProcess:
+    worker = WorkerProcess(probe_submission(tmp_path, mark), sandbox=sandbox.BWRAP, settings=Settings(memory_mb=8192),
+                           zygote_fd=zygote.fd)
+    worker.start()
+    assert isinstance(worker.proc, ForkedWorker), "the zygote started it"
+    assert worker.ready()["modules"] == ["evaluate", "loss", "models", "train"]
+    return worker
+
+
+def call(worker: WorkerProcess, name: str, timeout: float = 30):
+    return worker.request({"op": "call", "module": "models", "name": name}, timeout)["value"]
+
+
+def running(mark: str) -> list[int]:
+    """This machine's processes whose command line holds ``mark``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and mark.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def gone(mark: str, within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while running(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not running(mark)
+
+
+def test_two_forked_workers_share_nothing_they_can_write_and_see_nothing_of_each_other(zygote, tmp_path):
+    first, second = (forked(zygote, tmp_path, f"mark-{uuid.uuid4().hex}") for _ in range(2))
+    try:
+        for worker in (first, second):
+            assert sorted(call(worker, "plant")) == ["/dev/shm", "/scratch", "/submission", "/tmp", "/tmp/home"]
+        for worker in (first, second):
+            seen = json.loads(call(worker, "look"))
+            assert seen["marks"] == [], "another worker's files"
+            assert seen["pid"] == 1 and seen["pids"] == [1], "its own PID namespace, and a /proc of it only"
+            assert seen["caps"] == [0, 0, 0, 0, 0] and seen["no_new_privs"] == "1"
+            assert seen["network"] != "connected"
+    finally:
+        first.stop()
+        second.stop()
+    assert first.proc is None and second.proc is None
+
+
+def test_a_forked_worker_that_runs_too_long_ends_with_every_process_it_started(zygote, tmp_path):
+    mark = f"mark-{uuid.uuid4().hex}"
+    worker = forked(zygote, tmp_path, mark)
+    with pytest.raises(WorkerGone) as err:
+        call(worker, "linger", timeout=3)
+    assert err.value.timeout
+    assert [f["name"] for f in err.value.frames][-1] == "linger", "where its code was, read as from any worker"
+    assert gone(mark), "the process it left is ended with its PID namespace"
+
+
+def test_a_forked_worker_ends_when_its_judge_is_gone(zygote, tmp_path):
+    mark = f"mark-{uuid.uuid4().hex}"
+    worker = forked(zygote, tmp_path, mark)
+    worker._send({"op": "call", "module": "models", "name": "linger"})
+    deadline = time.monotonic() + 30
+    while not running(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running(mark)
+    proc = worker.proc
+    for stream in (proc.stdin, proc.stdout):  # a judge that dies kills nothing: its descriptors just close
+        stream.close()
+    proc.reply.close()
+    os.close(proc.pidfd)
+    assert gone(mark), "the keeper saw its judge go and ended the worker"
+
+
+def test_without_a_zygote_the_worker_starts_in_a_sandbox_of_its_own(tmp_path):
+    z = Zygote()
+    z.wait_ready()
+    fd = os.dup(z.fd)
+    z.close()
+    worker = WorkerProcess(probe_submission(tmp_path, "mark-alone"), sandbox=sandbox.BWRAP, zygote_fd=fd)
+    try:
+        worker.start()
+        assert not isinstance(worker.proc, ForkedWorker) and worker.zygote_fd is None
+        assert worker.ready()["modules"] == ["evaluate", "loss", "models", "train"]
+    finally:
+        worker.stop()
+        os.close(fd)
+
+
+def test_a_zygote_that_cannot_make_namespaces_says_why(monkeypatch):
+    real = sandbox.bwrap_command
+    monkeypatch.setattr(sandbox, "bwrap_command", lambda *args, **kwargs: real(*args, **{**kwargs, "capabilities": ()}))
+    z = Zygote()  # without the capabilities it keeps, it cannot prepare nested namespaces
+    with pytest.raises(ZygoteGone, match="Operation not permitted"):
+        z.wait_ready()
+    z.close()
