@@ -44,6 +44,17 @@ def fill(folder):
         written += 10
     return written
 
+def kernel_setting():
+    current = open("/proc/sys/kernel/core_pattern").read()
+    with open("/proc/sys/kernel/core_pattern", "w") as f:  # the same value: a write that would change nothing
+        f.write(current)
+
+def user_namespace():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER: where cgroupfs could be mounted
+        raise OSError(ctypes.get_errno(), "unshare")
+
 PORT = int(open(os.path.join(os.path.dirname(__file__), "port.txt")).read())
 found = {
     "home": attempt(lambda: os.listdir(os.path.expanduser("~"))),
@@ -57,6 +68,8 @@ found = {
     "connect": attempt(lambda: socket.create_connection(("127.0.0.1", PORT), timeout=2).sendall(b"stolen")),
     "processes": attempt(lambda: len([p for p in os.listdir("/proc") if p.isdigit()])),
     "capabilities": attempt(lambda: [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]),
+    "kernel_setting": attempt(kernel_setting),
+    "user_namespace": attempt(user_namespace),
     "solutions": attempt(lambda: __import__("importlib").import_module("solu" + "tions")),
     "grader": attempt(lambda: __import__("importlib").import_module("gra" + "der")),
 }
@@ -132,7 +145,7 @@ def test_a_submission_in_the_sandbox_reaches_nothing_outside(kind, tmp_path, mon
     assert "models" in loaded["modules"], loaded
     assert found["home"] == ["ok", "[]"], found["home"]  # its own, empty HOME
     for what in ("real_home", "secret", "project", "write_system", "connect", "solutions", "grader",
-                 "fill_submission", "fill_scratch"):  # its folders are in memory and bounded: no disk to fill
+                 "fill_submission", "fill_scratch", "kernel_setting", "user_namespace"):  # its folders are in memory and bounded: no disk to fill
         assert found[what][0] == "refused", (what, found[what])
     assert found["write_submission"][0] == "ok"  # its own copy is writable
     assert int(found["processes"][1]) <= 3, found["processes"]  # its own PID namespace

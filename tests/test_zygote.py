@@ -49,6 +49,15 @@ def look():
     seen["caps"] = [int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb")]
     seen["no_new_privs"] = status["NoNewPrivs"].strip()
     try:
+        with open("/proc/sys/kernel/core_pattern", "r+") as f:
+            f.write(f.read())
+        seen["kernel_setting"] = "written"
+    except OSError as err:
+        seen["kernel_setting"] = err.strerror
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen["user_namespace"] = "made" if libc.unshare(0x10000000) == 0 else os.strerror(ctypes.get_errno())
+    try:
         socket.create_connection(("127.0.0.1", 9), timeout=1).close()
         seen["network"] = "connected"
     except OSError as err:
@@ -125,6 +134,8 @@ def test_two_forked_workers_share_nothing_they_can_write_and_see_nothing_of_each
             assert seen["pid"] == 1 and seen["pids"] == [1], "its own PID namespace, and a /proc of it only"
             assert seen["caps"] == [0, 0, 0, 0, 0] and seen["no_new_privs"] == "1"
             assert seen["network"] != "connected"
+            assert seen["kernel_setting"] != "written", "the kernel's settings are read-only"
+            assert seen["user_namespace"] != "made", "no user namespace inside (cgroupfs could be mounted in one)"
     finally:
         first.stop()
         second.stop()
@@ -174,7 +185,13 @@ def test_without_a_zygote_the_worker_starts_in_a_sandbox_of_its_own(tmp_path):
 
 def test_a_zygote_that_cannot_make_namespaces_says_why(monkeypatch):
     real = sandbox.bwrap_command
-    monkeypatch.setattr(sandbox, "bwrap_command", lambda *args, **kwargs: real(*args, **{**kwargs, "capabilities": ()}))
+
+    def without_capabilities(*args, **kwargs):
+        command = real(*args, **kwargs)
+        kept = [i for i, arg in enumerate(command) if arg == "--cap-add"]
+        return [arg for i, arg in enumerate(command) if i not in kept and i - 1 not in kept]
+
+    monkeypatch.setattr(sandbox, "bwrap_command", without_capabilities)
     z = Zygote()  # without the capabilities it keeps, it cannot prepare nested namespaces
     with pytest.raises(ZygoteGone, match="Operation not permitted"):
         z.wait_ready()

@@ -32,6 +32,9 @@ HANDED_IN = f"{MOUNT}/handed-in"  # the submission's copy, read-only; the worker
 # /submission, /scratch and /tmp are the sandbox's own, in memory, each bounded: a submission cannot fill a disk.
 TMPFS_BYTES = 256 * 2**20
 NONE, BWRAP, UNSHARE = "none", "bwrap", "unshare"
+# Kernel settings under /proc that check only the writer's uid: a sandbox run by root (whose uid 0 is the machine's)
+# could write them (kernel.core_pattern runs a program as root). Each is bound read-only over itself.
+PROC_COVERED = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 NO_ISOLATION = ("no sandbox can be made on this machine (learnkd uses bubblewrap, or util-linux unshare, on Linux), "
                 "so your code runs as you, without isolation; the checks still run apart from it and decide.")
 
@@ -86,12 +89,18 @@ def system_binds() -> list[str]:
 
 
 def bwrap_command(command: list[str], submission: Path | None, scratch: Path | None = None, device: str = "cpu",
-                  capabilities: tuple[str, ...] = ()) -> list[str]:
-    """``submission``: None for the worker zygote, which holds none; ``capabilities``: kept in the sandbox's own
-    user namespace (the zygote's, to make each worker's namespaces)."""
-    args = ["bwrap", "--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
-    for capability in capabilities:
-        args += ["--cap-add", capability]
+                  zygote: bool = False) -> list[str]:
+    """``zygote``: the sandbox of the worker zygote, which holds no submission and keeps the capabilities it needs,
+    in its own user namespace, to make each worker's namespaces; it covers /proc and forbids user namespaces
+    itself (grader/worker/zygote.py), since bubblewrap's way of doing both would stop it mounting a worker's /proc."""
+    args = ["bwrap", "--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent", "--new-session",
+            "--proc", "/proc", "--dev", "/dev"]
+    if zygote:
+        args += ["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_SYS_RESOURCE"]
+    else:
+        args += ["--disable-userns"]  # a user namespace inside could mount cgroupfs, which root could then write
+        for path in PROC_COVERED:  # read-only: run by root, the sandbox's root is the machine's root for these files
+            args += ["--ro-bind-try", path, path]
     args += system_binds()
     args += ["--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--dir", HOME]
     for path in python_paths():
@@ -100,7 +109,7 @@ def bwrap_command(command: list[str], submission: Path | None, scratch: Path | N
         if any(p == path or p in path.parents for p in python_paths()):
             args += ["--tmpfs", str(path)]
     args += ["--ro-bind", str(WORKER_DIR), f"{MOUNT}/learnkd_worker"]
-    if submission is not None:
+    if not zygote:
         args += ["--ro-bind", str(submission), HANDED_IN]
     args += ["--size", str(TMPFS_BYTES), "--tmpfs", SUBMISSION, "--size", str(TMPFS_BYTES), "--tmpfs", SCRATCH,
              "--chdir", SUBMISSION]
@@ -128,6 +137,12 @@ def unshare_command(command: list[str], submission: Path, scratch: Path | None =
 
     # /tmp first: a Python environment that lives under /tmp (a CI's venv) is bound on top of it
     lines += [f"mkdir -p {root}/proc {root}/dev {root}/tmp", f"mount -t proc proc {root}/proc",
+              # no user namespace inside this one (bwrap's --disable-userns): a nested one could mount cgroupfs
+              f"echo 0 > {root}/proc/sys/user/max_user_namespaces"]
+    for path in PROC_COVERED:
+        lines.append(f"if [ -e {root}{path} ]; then mount --bind {root}{path} {root}{path} && "
+                     f"mount -o remount,ro,bind {root}{path}; fi")
+    lines += [
               f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
               f"mount -t tmpfs -o size=64m none {root}/dev", f"mkdir -p {root}/dev/shm"]
     for path in ("/usr", "/etc", "/opt"):
@@ -199,11 +214,10 @@ def zygote_command(fd: int) -> list[str]:
     """The command line that starts the worker zygote (``grader.worker.zygote``) in a bubblewrap sandbox of its
     own, on the control socket ``fd``: a worker's view, without a submission."""
     start = json.dumps({"fd": fd, "own": ["/tmp", SUBMISSION, SCRATCH], "home": HOME, "workdir": SUBMISSION,
-                        "tmpfs_bytes": TMPFS_BYTES})
+                        "tmpfs_bytes": TMPFS_BYTES, "proc_covered": PROC_COVERED})
     code = (f"import sys; sys.path.insert(0, {MOUNT!r}); "
             f"from learnkd_worker.zygote import main; main({start!r})")
-    return bwrap_command([sys.executable, "-I", "-c", code], None,
-                         capabilities=("CAP_SYS_ADMIN", "CAP_SETPCAP"))
+    return bwrap_command([sys.executable, "-I", "-c", code], None, zygote=True)
 
 
 def worker_command(submission: Path, scratch: Path | None, sandbox: str, device: str = "cpu") -> tuple[list[str], Path]:

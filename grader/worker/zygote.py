@@ -10,6 +10,7 @@ and the keeper puts a worker into sandboxes of its own, nested in the zygote's:
 - every mount the worker could write to is made read-only, and /tmp (with HOME), /submission,
   /scratch, /dev/shm and /dev/pts are fresh and its own;
 - a /proc that shows only its own PID namespace;
+- the kernel's settings under /proc read-only, no user namespace of its own to make;
 - no capability left (bounding set, ambient, effective and permitted) and no way to gain one.
 
 Two workers of one zygote therefore share nothing they can write, cannot see or signal each other, the
@@ -18,9 +19,10 @@ when it ends, the kernel ends every process it started. The judge sends it its s
 submission's files (plain data, ``wire``), and it runs ``serve.main`` exactly as a worker started on
 its own does.
 
-The zygote keeps CAP_SYS_ADMIN and CAP_SETPCAP, inside its own user namespace only, to make those
-namespaces. At start it unmounts bubblewrap's read-only /proc/irq and /proc/bus, which would stop a
-nested /proc from being mounted.
+The zygote keeps CAP_SYS_ADMIN, CAP_SETPCAP and CAP_SYS_RESOURCE, inside its own user namespace only, to
+make those namespaces. At start it forbids user namespaces inside its own (``prepare``: a worker could mount
+cgroupfs in one) and unmounts the read-only covers over parts of /proc, which would stop a nested /proc
+from being mounted; each worker's /proc gets them again.
 
 The protocol, on the Unix socket (SOCK_SEQPACKET) the zygote inherits as ``fd``: first the zygote sends
 ``{"ready": true}`` (or ``{"unavailable": REASON}`` and ends); then one message per worker, ``{}`` with
@@ -81,11 +83,17 @@ def mounts() -> list[tuple[str, set[str]]]:
 
 
 def prepare() -> None:
-    """Once, before anything is forked: let nested /proc mounts be made (bubblewrap's read-only binds over
-    /proc/irq and /proc/bus make the zygote's /proc count as not fully visible) and give /dev a shm folder."""
-    for path in ("/proc/irq", "/proc/bus"):
-        if any(point == path for point, _ in mounts()):
+    """Once, before anything is forked: let nested /proc mounts be made (the read-only binds over parts of /proc
+    make the zygote's /proc count as not fully visible; each worker's own /proc gets them again) and give /dev
+    a shm folder; forbid user namespaces."""
+    covered = {point for point, _ in mounts()}
+    for path in Layout.proc_covered:
+        if path in covered:
             _check(_libc.umount2(path.encode(), MNT_DETACH), f"unmounting {path}")
+    # No user namespace inside the zygote's, for it or any worker: in one, cgroupfs could be mounted (and written,
+    # when the grader runs as root). Neither the keepers nor the workers need one.
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
     os.makedirs("/dev/shm", exist_ok=True)
 
 
@@ -192,6 +200,7 @@ class Layout:
     home = ""  # made inside the fresh /tmp
     workdir = ""  # where the worker starts: the submission's folder
     tmpfs_bytes = 0
+    proc_covered: tuple[str, ...] = ()  # bound read-only over themselves in every worker's /proc
 
 
 def isolate() -> None:
@@ -217,7 +226,7 @@ def isolate() -> None:
 def become_worker(stdin: int, stdout: int, stderr: int) -> int:
     """In the worker (the first process of its PID namespace): its own /proc and terminals, no capability,
     its descriptors in place; then the worker's main loop."""
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    own_proc()
     if os.path.isdir("/dev/pts"):
         mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
     os.chdir(Layout.workdir)
@@ -232,6 +241,16 @@ def become_worker(stdin: int, stdout: int, stderr: int) -> int:
 
     serve.main()
     return 0
+
+
+def own_proc() -> None:
+    """A /proc of the worker's PID namespace, with the kernel's settings in it read-only (as in a worker's own
+    sandbox)."""
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in Layout.proc_covered:
+        if os.path.exists(path):
+            mount(path, path, None, MS_BIND)
+            mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def drop_capabilities() -> None:
@@ -270,7 +289,7 @@ def probe() -> None:
             inner = os.fork()
             if inner == 0:
                 try:
-                    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                    own_proc()
                     drop_capabilities()
                     os._exit(0)
                 except BaseException as err:
@@ -294,6 +313,7 @@ def main(start: str) -> None:
     settings = json.loads(start)
     Layout.own, Layout.home = tuple(settings["own"]), settings["home"]
     Layout.workdir, Layout.tmpfs_bytes = settings["workdir"], int(settings["tmpfs_bytes"])
+    Layout.proc_covered = tuple(settings["proc_covered"])
     control = socket.socket(fileno=int(settings["fd"]))
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1):
