@@ -65,6 +65,18 @@ def look():
     return json.dumps(seen)
 
 
+def spawn(count):
+    """Start ``count`` processes that sleep (until the worker ends); how many could be started."""
+    started = 0
+    for _ in range(count):
+        try:
+            subprocess.Popen(["/bin/sleep", "600"])
+        except OSError:
+            break
+        started += 1
+    return started
+
+
 def linger():
     """Leave a process behind, then never return."""
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", MARK], start_new_session=True)
@@ -85,7 +97,7 @@ def probe_submission(tmp_path: Path, mark: str) -> Path:
     folder = tmp_path / mark / "handed-in"
     shutil.copytree(SOLUTIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "probe.py").write_text(PROBE.format(mark=mark))
-    (folder / "models.py").write_text((folder / "models.py").read_text() + "\nfrom .probe import plant, look, linger\n")
+    (folder / "models.py").write_text((folder / "models.py").read_text() + "\nfrom .probe import plant, look, linger, spawn\n")
     copy = tmp_path / mark / "copy"
     copy_submission(folder, copy)
     return copy
@@ -142,6 +154,24 @@ def test_two_forked_workers_share_nothing_they_can_write_and_see_nothing_of_each
     assert first.proc is None and second.proc is None
 
 
+@pytest.mark.skipif(os.getuid() == 0, reason="root's processes are not counted against RLIMIT_NPROC")
+def test_a_worker_that_starts_every_process_it_may_leaves_the_others_theirs(zygote, tmp_path):
+    """Processes count against RLIMIT_NPROC per user namespace: each worker of a user's zygote has its own."""
+    greedy, other = (WorkerProcess(probe_submission(tmp_path, f"mark-{uuid.uuid4().hex}"), sandbox=sandbox.BWRAP,
+                                   settings=Settings(memory_mb=8192, processes=16), zygote_fd=zygote.fd)
+                     for _ in range(2))
+    try:
+        for worker in (greedy, other):
+            worker.start()
+            worker.ready()
+        taken = greedy.request({"op": "call", "module": "models", "name": "spawn", "args": [40]}, 30)["value"]
+        assert taken < 16, "the limit holds for the greedy worker"
+        assert other.request({"op": "call", "module": "models", "name": "spawn", "args": [8]}, 30)["value"] == 8
+    finally:
+        greedy.stop()
+        other.stop()
+
+
 def test_a_forked_worker_that_runs_too_long_ends_with_every_process_it_started(zygote, tmp_path):
     mark = f"mark-{uuid.uuid4().hex}"
     worker = forked(zygote, tmp_path, mark)
@@ -183,16 +213,14 @@ def test_without_a_zygote_the_worker_starts_in_a_sandbox_of_its_own(tmp_path):
         os.close(fd)
 
 
-def test_a_zygote_that_cannot_make_namespaces_says_why(monkeypatch):
-    real = sandbox.bwrap_command
+def test_a_zygote_that_cannot_make_a_workers_namespaces_says_why(monkeypatch):
+    real = sandbox.zygote_command
 
-    def without_capabilities(*args, **kwargs):
-        command = real(*args, **kwargs)
-        kept = [i for i, arg in enumerate(command) if arg == "--cap-add"]
-        return [arg for i, arg in enumerate(command) if i not in kept and i - 1 not in kept]
+    def home_in_proc(fd):  # the zygote is told to make each worker's HOME where no folder can be made
+        return [arg.replace(json.dumps(sandbox.HOME), json.dumps("/proc/learnkd-home")) for arg in real(fd)]
 
-    monkeypatch.setattr(sandbox, "bwrap_command", without_capabilities)
-    z = Zygote()  # without the capabilities it keeps, it cannot prepare nested namespaces
-    with pytest.raises(ZygoteGone, match="Operation not permitted"):
+    monkeypatch.setattr(sandbox, "zygote_command", home_in_proc)
+    z = Zygote()
+    with pytest.raises(ZygoteGone, match="learnkd-home"):
         z.wait_ready()
     z.close()

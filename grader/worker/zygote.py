@@ -6,11 +6,12 @@ a worker's but with no submission in it (``grader.grading.zygote``). It imports 
 then waits. It never imports or runs a submission. For each worker a judge asks for, it forks a keeper,
 and the keeper puts a worker into sandboxes of its own, nested in the zygote's:
 
-- new mount, PID, network, IPC and UTS namespaces;
+- new mount, PID, network, IPC and UTS namespaces, and, when the grader runs as a user (not root), a user
+  namespace (processes count against RLIMIT_NPROC per user namespace);
 - every mount the worker could write to is made read-only, and /tmp (with HOME), /submission,
   /scratch, /dev/shm and /dev/pts are fresh and its own;
 - a /proc that shows only its own PID namespace;
-- the kernel's settings under /proc read-only, no user namespace of its own to make;
+- the kernel's settings under /proc read-only, and no user namespace it could make;
 - no capability left (bounding set, ambient, effective and permitted) and no way to gain one.
 
 Two workers of one zygote therefore share nothing they can write, cannot see or signal each other, the
@@ -20,8 +21,8 @@ submission's files (plain data, ``wire``), and it runs ``serve.main`` exactly as
 its own does.
 
 The zygote keeps CAP_SYS_ADMIN, CAP_SETPCAP and CAP_SYS_RESOURCE, inside its own user namespace only, to
-make those namespaces. At start it forbids user namespaces inside its own (``prepare``: a worker could mount
-cgroupfs in one) and unmounts the read-only covers over parts of /proc, which would stop a nested /proc
+make those namespaces. At start (``prepare``), run by root, it forbids user namespaces inside its own (a worker
+could mount cgroupfs in one), and it unmounts the read-only covers over parts of /proc, which would stop a nested /proc
 from being mounted; each worker's /proc gets them again.
 
 The protocol, on the Unix socket (SOCK_SEQPACKET) the zygote inherits as ``fd``: first the zygote sends
@@ -42,7 +43,8 @@ import signal
 import socket
 import sys
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x4000000, 0x8000000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x4000000, 0x8000000, 0x10000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
@@ -90,10 +92,11 @@ def prepare() -> None:
     for path in Layout.proc_covered:
         if path in covered:
             _check(_libc.umount2(path.encode(), MNT_DETACH), f"unmounting {path}")
-    # No user namespace inside the zygote's, for it or any worker: in one, cgroupfs could be mounted (and written,
-    # when the grader runs as root). Neither the keepers nor the workers need one.
-    with open("/proc/sys/user/max_user_namespaces", "w") as f:
-        f.write("0")
+    if os.getuid() == 0:
+        # Run by root: no user namespace inside the zygote's, for it or any worker (in one, cgroupfs could be
+        # mounted and written as root). Root's processes are not counted against RLIMIT_NPROC, so its workers
+        # need none of their own. A user's workers each get one (``isolate``), which forbids any further one.
+        forbid_user_namespaces()
     os.makedirs("/dev/shm", exist_ok=True)
 
 
@@ -203,10 +206,29 @@ class Layout:
     proc_covered: tuple[str, ...] = ()  # bound read-only over themselves in every worker's /proc
 
 
+def forbid_user_namespaces() -> None:
+    """No user namespace can be made inside this process's own (nor inside any it makes)."""
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
+
+
+def own_user_namespace() -> bool:
+    """Whether each worker gets a user namespace of its own: run by a user, not root. Processes count against
+    RLIMIT_NPROC per user namespace and user, so in one shared namespace a worker that starts hundreds of
+    processes would leave none for the others."""
+    return os.getuid() != 0
+
+
 def isolate() -> None:
     """In the keeper: new namespaces (the PID one holds the keeper's next child), every writable mount made
     read-only, the worker's own folders fresh."""
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    uid, gid = os.getuid(), os.getgid()
+    user = CLONE_NEWUSER if own_user_namespace() else 0
+    _check(_libc.unshare(user | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    if user:  # the same user inside, and no other
+        for path, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{path}", "w") as f:
+                f.write(text)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     for point, options in mounts():
         if "rw" not in options or point == "/proc" or point.startswith(("/proc/", "/dev/pts")):
@@ -247,6 +269,8 @@ def own_proc() -> None:
     """A /proc of the worker's PID namespace, with the kernel's settings in it read-only (as in a worker's own
     sandbox)."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if own_user_namespace():
+        forbid_user_namespaces()  # in the worker's own, while /proc/sys is writable
     for path in Layout.proc_covered:
         if os.path.exists(path):
             mount(path, path, None, MS_BIND)
