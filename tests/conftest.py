@@ -32,8 +32,8 @@ def one_thread():
 # Spreading the suite over pytest-xdist's workers (pyproject's addopts: a worker per core)
 
 # Run first, in this order: the files whose tests take longest, so that no worker starts one of them last.
-LONGEST_FIRST = ("test_check_all.py", "test_adversarial.py", "test_end_to_end.py", "test_github_classroom.py",
-                 "test_progress.py", "test_report.py", "test_class_report.py", "test_forkserver.py")
+LONGEST_FIRST = ("test_check_all.py", "test_progress.py", "test_adversarial.py", "test_end_to_end.py",
+                 "test_github_classroom.py", "test_report.py", "test_class_report.py", "test_forkserver.py")
 # Their tests go to the workers one by one: they share no costly module fixture. Every other file runs whole on
 # one worker, so that its module fixtures (a trained teacher, a graded class) are made once.
 ONE_BY_ONE = ("test_bank.py", "test_notebook.py", "test_cli.py", "test_watch.py")

@@ -109,7 +109,7 @@ def test_the_mnist_step_runs_here(written, student_repository):
 
 @pytest.mark.parametrize("topic", [pytest.param(t, marks=() if t == "loss" else pytest.mark.slow) for t in topic_names()])
 def test_each_grading_command_runs_here_on_a_student_repository(written, student_repository, topic):
-    """(The `all` step: tests/test_end_to_end.py, in the test file whose run trained the teacher it takes.)"""
+    """(The `all` step: tests/test_check_all.py on all of MNIST, tests/test_progress.py with a cached teacher.)"""
     _, workflow = written
     [step] = [s for s in graders(workflow) if s["with"]["test-name"] == topic]
     proc = run_step(step["with"]["command"], *student_repository)

@@ -1,9 +1,10 @@
 """`learnkd check all` shows what it is doing on a terminal, and keeps its output clean everywhere else.
 
-Both tests run the real command on the reference solutions, once under a pseudo-terminal (Python's ``pty``)
+Two tests run the real command on the reference solutions, once under a pseudo-terminal (Python's ``pty``)
 and once with pipes, on real MNIST whose training split is cut to its first ``TRAIN_IMAGES`` images (a copy
 of the files in a temporary folder, passed with --data-dir), so the end-to-end trainings take seconds; the
-topic checks run as always. What is tested is what the learner sees, not how long it takes.
+topic checks run as always. What is tested is what the learner sees, not how long it takes. A third runs
+GitHub Classroom's `all` step with the teacher the terminal's run left in its user cache.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from grader.course.stubs import SOLUTIONS
 from grader.lab.data import SPLITS, find_raw_file
+from test_github_classroom import all_step, run_step
 
 TRAIN_IMAGES = 4096  # the topic checks use the first 2,048 and a few hundred held out; the rest trains end to end
 LEARNKD = shutil.which("learnkd") or str(Path(sys.executable).with_name("learnkd"))
 COMMAND = [LEARNKD, "check", "all", "--solutions", "--no-cache"]
+COMMAND_CACHED = COMMAND[:-1]  # with a user cache of its own, which starts empty
 RUN_LIMIT_S = 1800  # a stuck run fails the test instead of hanging it (the grader's own limit for `all`)
 BAR = re.compile(r"\|[█▏▎▍▌▋▊▉#]+")  # tqdm's bar, in either charset
 ESTIMATE = re.compile(r"\[\d\d:\d\d<\d\d:\d\d")  # tqdm's [elapsed<remaining]
@@ -85,9 +89,19 @@ def on_terminal(command: list[str], env: dict, columns: int = 120) -> tuple[str,
     return b"".join(chunks).decode(errors="replace"), os.waitstatus_to_exitcode(status)
 
 
+@pytest.fixture(scope="module")
+def terminal_run(small_mnist, tmp_path_factory):
+    """`learnkd check all --solutions` on a terminal, with a user cache of its own (empty: the teacher trains, and is
+    kept there): what it wrote, its exit code, and its HOME."""
+    home = tmp_path_factory.mktemp("home")
+    env = dict(environment(small_mnist), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    out, code = on_terminal(COMMAND_CACHED, env)
+    return out, code, home
+
+
 @pytest.mark.slow
-def test_check_all_on_a_terminal_shows_each_phase_with_bars_and_estimates(small_mnist):
-    out, code = on_terminal(COMMAND, environment(small_mnist))
+def test_check_all_on_a_terminal_shows_each_phase_with_bars_and_estimates(terminal_run):
+    out, code, _ = terminal_run
     assert code in (0, 1), out[-3000:]  # 4,096 training images: the end-to-end floors may fail, nothing else
     assert "Traceback" not in out, out[-3000:]
     lines = out.replace("\r", "\n")
@@ -125,3 +139,19 @@ def test_check_all_off_a_terminal_writes_lines_only_and_clean_json(small_mnist, 
     text = results.read_text()
     assert "\r" not in text and not BAR.search(text)
     assert json.loads(text)["tests"]
+
+
+@pytest.mark.slow
+def test_the_workflow_step_takes_the_teacher_from_the_user_cache(terminal_run, small_mnist, tmp_path):
+    """GitHub Classroom's `all` step on a student's repository holding the reference, with the teacher the run above
+    trained in the user cache: it trains no teacher (its row says cached). On 4,096 images the end-to-end floors may
+    fail; on all of MNIST the step passes (tests/test_check_all.py)."""
+    _, _, home = terminal_run
+    repo = tmp_path / "repo"
+    shutil.copytree(SOLUTIONS, repo / "exercises", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(environment(small_mnist), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    proc = run_step(all_step(tmp_path / "template"), repo, env)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert "fix the failing topics first" not in proc.stdout, proc.stdout[-3000:]
+    teacher_row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("teacher"))
+    assert teacher_row.rstrip().endswith("cached"), proc.stdout
