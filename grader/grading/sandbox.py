@@ -7,7 +7,9 @@ empty, in memory and bounded (``TMPFS_BYTES`` each), so a submission can fill no
 namespace holds only a loopback of its own), its own PID namespace (it can signal no process
 outside and leaves none behind: when the sandbox's first process ends, the kernel ends the rest),
 and it cannot see the grader, the reference, other submissions, the output folder, the teacher
-cache or the MNIST test set. The worker lowers its own resource limits before any learner code runs.
+cache or the MNIST test set. The kernel's settings under /proc are read-only and no user namespace can be
+made inside (in one, a sandbox run by root could mount the machine's cgroups and write them). The worker
+lowers its own resource limits before any learner code runs.
 
 ``kind()`` says which tool is used here: "bwrap", "unshare", or "none" (no isolation: the judge and
 worker split still holds, but the learner's code sees what its user sees).
@@ -142,8 +144,7 @@ def unshare_command(command: list[str], submission: Path, scratch: Path | None =
     for path in PROC_COVERED:
         lines.append(f"if [ -e {root}{path} ]; then mount --bind {root}{path} {root}{path} && "
                      f"mount -o remount,ro,bind {root}{path}; fi")
-    lines += [
-              f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
+    lines += [f"mount -t tmpfs -o size={TMPFS_BYTES} none {root}/tmp", f"mkdir -p {root}{HOME}",
               f"mount -t tmpfs -o size=64m none {root}/dev", f"mkdir -p {root}/dev/shm"]
     for path in ("/usr", "/etc", "/opt"):
         if Path(path).is_dir():
