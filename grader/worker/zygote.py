@@ -125,7 +125,12 @@ def serve_forever(control: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had now: the judge sees its reply socket close, and starts its own
+            for fd in fds:
+                os.close(fd)
+            continue
         if pid == 0:
             code = 1
             try:
