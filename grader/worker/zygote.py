@@ -47,6 +47,8 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x4000000, 0x8
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
+MS_MOVE = 8192
+STAGE = "/.learnkd-stage"  # an empty folder of the zygote's root, where a worker's fresh /tmp is put together
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
 MOUNT_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
                "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}  # what a bind remount must keep
@@ -98,6 +100,7 @@ def prepare() -> None:
         # need none of their own. A user's workers each get one (``isolate``), which forbids any further one.
         forbid_user_namespaces()
     os.makedirs("/dev/shm", exist_ok=True)
+    os.makedirs(STAGE, exist_ok=True)
 
 
 def preload() -> None:
@@ -246,8 +249,25 @@ def isolate() -> None:
         mount(None, point, None, flags)
     for folder in (*Layout.own, "/dev/shm"):
         if os.path.isdir(folder):
-            mount("learnkd", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={Layout.tmpfs_bytes},mode=1777")
+            fresh(folder)
     os.makedirs(Layout.home, exist_ok=True)
+
+
+def fresh(folder: str) -> None:
+    """An empty tmpfs of the worker's own at ``folder``, with the mounts below it kept where they are (a Python
+    environment under /tmp, as a CI's is): made at STAGE with them bound in, then moved into place."""
+    below = [point for point, _ in mounts() if point.startswith(folder.rstrip("/") + "/")]
+    top = [point for point in below if not any(point.startswith(other + "/") for other in below)]
+    options = f"size={Layout.tmpfs_bytes},mode=1777"
+    if not top:
+        mount("learnkd", folder, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        return
+    mount("learnkd", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for point in top:
+        inside = STAGE + point[len(folder.rstrip("/")):]
+        os.makedirs(inside, exist_ok=True)
+        mount(point, inside, None, MS_BIND | MS_REC)  # read-only as they were
+    mount(STAGE, folder, None, MS_MOVE)
 
 
 def become_worker(stdin: int, stdout: int, stderr: int) -> int:
