@@ -48,6 +48,8 @@ def look():
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
     seen["caps"] = [int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb")]
     seen["no_new_privs"] = status["NoNewPrivs"].strip()
+    seen["python_missing"] = [p for p in [sys.executable, *sys.path]
+                              if p and not p.endswith(".zip") and not os.path.exists(p)]
     try:
         with open("/proc/sys/kernel/core_pattern", "r+") as f:
             f.write(f.read())
@@ -145,6 +147,7 @@ def test_two_forked_workers_share_nothing_they_can_write_and_see_nothing_of_each
             assert seen["marks"] == [], "another worker's files"
             assert seen["pid"] == 1 and seen["pids"] == [1], "its own PID namespace, and a /proc of it only"
             assert seen["caps"] == [0, 0, 0, 0, 0] and seen["no_new_privs"] == "1"
+            assert seen["python_missing"] == [], "the Python environment is there, wherever it lives (CI: in /tmp)"
             assert seen["network"] != "connected"
             assert seen["kernel_setting"] != "written", "the kernel's settings are read-only"
             assert seen["user_namespace"] != "made", "no user namespace inside (cgroupfs could be mounted in one)"
