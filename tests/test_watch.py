@@ -34,11 +34,16 @@ def project(tmp_path, mnist_dir):
     return tmp_path, env
 
 
+# Starts the command with Ctrl-C's signal handled as a terminal leaves it: a test run started in the background by a
+# shell (as CI may be) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+AS_ON_A_TERMINAL = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
 def start(project_dir: Path, env: dict, *args: str) -> tuple[subprocess.Popen, Path]:
     log = project_dir / "watch.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(LEARNKD), "watch", *args], cwd=project_dir, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", AS_ON_A_TERMINAL, str(LEARNKD), "watch", *args],
+                                cwd=project_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, log
 
 
@@ -86,7 +91,10 @@ def test_ctrl_c_stops_watch_cleanly_with_the_progress_saved(project):
     try:
         wait_for(log, "watching", proc)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends; to the process this test started, by its PID
-        assert proc.wait(timeout=60) == 0
+        try:
+            assert proc.wait(timeout=60) == 0, log.read_text()
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"watch did not stop within 60 s of Ctrl-C:\n{log.read_text()}")
     finally:
         if proc.poll() is None:
             proc.kill()
