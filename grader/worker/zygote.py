@@ -282,7 +282,8 @@ def become_worker(stdin: int, stdout: int, stderr: int) -> int:
     drop_capabilities()
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
+    highest = os.sysconf("SC_OPEN_MAX")
+    os.closerange(3, highest if highest > 0 else 65536)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     from . import serve
 
