@@ -34,24 +34,35 @@ def child(threads: int, steps: int) -> None:
     model = Teacher()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
-    times = []
+    times, cpu = [], 0.0
     for step in range(steps + 3):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
         if step >= 3:
             times.append(time.perf_counter() - start)
-    print(json.dumps({"threads": threads, "median_ms": statistics.median(times) * 1000}))
+            cpu += time.process_time() - start_cpu
+    print(json.dumps({"threads": threads, "median_ms": statistics.median(times) * 1000, "cpu_ms": cpu / steps * 1000}))
+
+
+def start(threads: int, steps: int, env: dict | None = None) -> subprocess.Popen:
+    """A child measuring ``threads``; ``env``: more environment variables (OMP_WAIT_POLICY)."""
+    env = dict(os.environ, **(env or {}), PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, __file__, "--child", str(threads), "--steps", str(steps)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def result(proc: subprocess.Popen) -> dict:
+    """The child's figures: median_ms (wall time of a step), cpu_ms (CPU time of a step, every thread)."""
+    out, err = proc.communicate(timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(err)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def measure(threads: int, steps: int) -> float:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, __file__, "--child", str(threads), "--steps", str(steps)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])["median_ms"]
+    return result(start(threads, steps))["median_ms"]
 
 
 def main() -> None:

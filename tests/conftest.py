@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from grader.grading.checking import single_thread
+from grader.lab.cores import wait_asleep
+
+# As every process of learnkd does, before PyTorch loads: the tests that grade in this process, and the processes
+# they start, share the cores with the other pytest-xdist worker, where spinning threads would slow both.
+wait_asleep()
+
+from grader.grading.checking import single_thread  # noqa: E402  (imports PyTorch)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -72,6 +72,7 @@ found = {
     "user_namespace": attempt(user_namespace),
     "solutions": attempt(lambda: __import__("importlib").import_module("solu" + "tions")),
     "grader": attempt(lambda: __import__("importlib").import_module("gra" + "der")),
+    "wait_policy": attempt(lambda: os.environ.get("OMP_WAIT_POLICY")),
 }
 print("PROBE " + json.dumps(found), file=sys.stderr, flush=True)
 '''
@@ -125,6 +126,7 @@ def test_a_submission_in_the_sandbox_reaches_nothing_outside(kind, tmp_path, mon
     secret = home / ".ssh" / "id_rsa"
     secret.write_text("PRIVATE KEY")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     folder = tmp_path / "submission"
     folder.mkdir()
     os.chmod(folder, 0o777)
@@ -151,8 +153,22 @@ def test_a_submission_in_the_sandbox_reaches_nothing_outside(kind, tmp_path, mon
     assert int(found["processes"][1]) <= 3, found["processes"]  # its own PID namespace
     assert found["capabilities"][1].strip("'") == "0000000000000000", found["capabilities"]
     assert received == [] and not Path("/usr/learnkd-probe").exists()
+    assert found["wait_policy"] == ["ok", "'PASSIVE'"], "PyTorch's threads sleep while they wait (grader.lab.cores)"
     assert sorted(p.name for p in folder.iterdir()) == ["models.py", "port.txt"]  # the handed-in copy is untouched
 
 
 def test_the_best_sandbox_here_is_named():
     assert sandbox.kind() in (sandbox.BWRAP, sandbox.UNSHARE, sandbox.NONE)
+
+
+def test_the_worker_and_the_judge_wait_asleep_unless_the_user_said_otherwise(monkeypatch):
+    from grader.grading import judge_environment
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert sandbox.passed_environment() == {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert judge_environment()["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert sandbox.passed_environment()["OMP_WAIT_POLICY"] == "ACTIVE" == judge_environment()["OMP_WAIT_POLICY"]
+    command = sandbox.unshare_command(["true"], Path("/"))
+    assert "OMP_WAIT_POLICY=ACTIVE" in command[-3] and "OMP_NUM_THREADS=3" in command[-3]

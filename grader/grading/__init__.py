@@ -27,6 +27,7 @@ from grader.course.topics import ALL, topic_names
 from grader.grading import channel, sandbox
 from grader.grading.forkserver import Judges, ServerGone
 from grader.grading.request import GradingRequest
+from grader.lab.cores import wait_asleep
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -167,8 +168,9 @@ def copy_submission(source: Path, target: Path) -> dict[str, str]:
 
 
 def judge_environment() -> dict:
-    """The judge's environment: this one, with the grader importable and no pytest plugins from elsewhere."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    """The judge's environment: this one, with the grader importable, no pytest plugins from elsewhere, and
+    OpenMP's threads asleep while they wait (``grader.lab.cores.wait_asleep``)."""
+    env = wait_asleep(dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 

@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from grader.lab.cores import wait_asleep
+
 WORKER_DIR = Path(__file__).resolve().parent.parent / "worker"  # mounted alone, as learnkd_worker
 PROJECT = WORKER_DIR.parent.parent  # the checkout (or site-packages) holding grader/ and solutions/
 MOUNT = "/learnkd"
@@ -90,6 +92,14 @@ def system_binds() -> list[str]:
     return args
 
 
+def passed_environment() -> dict[str, str]:
+    """What the worker's environment keeps of the grader's: how many threads, how they wait for work (asleep
+    unless the user said otherwise: ``grader.lab.cores.wait_asleep``), which GPUs."""
+    kept = {name: os.environ[name] for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
+                                                 "CUDA_VISIBLE_DEVICES") if name in os.environ}
+    return wait_asleep(kept)
+
+
 def bwrap_command(command: list[str], submission: Path | None, scratch: Path | None = None, device: str = "cpu",
                   zygote: bool = False) -> list[str]:
     """``zygote``: the sandbox of the worker zygote, which holds no submission and keeps the capabilities it needs,
@@ -120,9 +130,8 @@ def bwrap_command(command: list[str], submission: Path | None, scratch: Path | N
             args += ["--dev-bind", str(dev), str(dev)]
     args += ["--clearenv", "--setenv", "HOME", HOME, "--setenv", "TMPDIR", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
              "--setenv", "MPLCONFIGDIR", SCRATCH, "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "LANG", "C.UTF-8"]
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
-        if name in os.environ:
-            args += ["--setenv", name, os.environ[name]]
+    for name, value in passed_environment().items():
+        args += ["--setenv", name, value]
     return [*args, "--", *command]
 
 
@@ -173,9 +182,7 @@ def unshare_command(command: list[str], submission: Path, scratch: Path | None =
         lines.append(f"touch {root}/dev/{dev} && mount --bind /dev/{dev} {root}/dev/{dev}")
     env = ["/usr/bin/env", "-i", f"HOME={HOME}", "TMPDIR=/tmp", "PATH=/usr/bin:/bin", f"MPLCONFIGDIR={SCRATCH}",
            "PYTHONDONTWRITEBYTECODE=1", "LANG=C.UTF-8"]
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
-        if name in os.environ:
-            env.append(f"{name}={os.environ[name]}")
+    env += [f"{name}={value}" for name, value in passed_environment().items()]
     # no capability is left: the binds stay read-only and the chroot cannot be left
     lines.append(f'cd {root}{SUBMISSION} && exec chroot {root} /usr/bin/setpriv --bounding-set=-all '
                  f'--inh-caps=-all --no-new-privs -- /bin/sh -c \'cd {SUBMISSION} && exec "$@"\' sandbox '

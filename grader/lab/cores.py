@@ -1,6 +1,6 @@
 """How many cores other processes leave idle now, and so how many torch threads a training should take
 (``learnkd reference`` and ``report`` here; `check all`'s worker through
-``grader.grading.end_to_end.training_threads``)."""
+``grader.grading.end_to_end.training_threads``); and how those threads wait for work."""
 
 from __future__ import annotations
 
@@ -10,6 +10,20 @@ import time
 
 
 IDLE_SLACK = 0.25  # of a core: less busy than this counts as idle (threads_for_load)
+# OpenMP's threads (PyTorch's on the CPU) spin on their core while they wait for work, unless told to sleep. Alone,
+# a training step takes as long either way and burns a fifth less CPU asleep; two trainings side by side on a
+# 2-core machine (`learnkd grade --jobs 2`, or a browser beside `check all`) each take half as long
+# (benchmarks/bench_wait_policy.py). Every process of learnkd that runs PyTorch waits asleep, unless the
+# user set OMP_WAIT_POLICY.
+WAIT_POLICY, WAIT_ASLEEP = "OMP_WAIT_POLICY", "PASSIVE"
+
+
+def wait_asleep(env: dict | None = None) -> dict:
+    """Set OMP_WAIT_POLICY=PASSIVE in ``env`` (default: this process's environment, before PyTorch is imported:
+    OpenMP reads it once, when it loads) unless it is set; return ``env``."""
+    env = os.environ if env is None else env
+    env.setdefault(WAIT_POLICY, WAIT_ASLEEP)
+    return env
 
 
 def busy_cores(seconds: float = 0.2) -> float:
