@@ -26,8 +26,8 @@ def banked(bank):
     return [pytest.param(e, id=e.id, marks=() if e.id in FAST else pytest.mark.slow) for e in bank]
 
 
-def graded_in_process(entry, tmp_path, mnist_dir):
-    grading = in_process.grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir))
+def graded_in_process(entry, tmp_path, mnist_dir, only: str | None = None):
+    grading = in_process.grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir), only=only)
     [result] = by_topic(grading.results, [entry.topic])
     return result
 
@@ -40,7 +40,8 @@ def test_the_banks_are_not_empty():
 @pytest.mark.parametrize("entry", banked(MISTAKES))
 def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mnist_dir):
     assert entry.check and entry.says, f"{entry.path} needs 'check:' and 'says:' lines in its docstring"
-    result = graded_in_process(entry, tmp_path, mnist_dir)
+    # the checks it must fail; every check of its topic when it must fail no other
+    result = graded_in_process(entry, tmp_path, mnist_dir, only=None if entry.only else entry.check)
     failed = {c.name: c.message for c in result.failed}
     assert failed, f"{entry.id}: every check passed"
     matching = {name: msg for name, msg in failed.items() if entry.check in name}
