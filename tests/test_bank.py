@@ -1,8 +1,9 @@
 """Every mistaken submission fails the right check with the right words; every correct variant passes.
 
 Every entry is graded by the judge's checks in this process (tests/in_process.py: the same checks, collector,
-channel and worker code, without the processes and the sandbox); a few are graded through the whole grading
-process too, and must come out the same.
+channel and worker code, without the processes and the sandbox): a mistake on the checks its `check:` words name
+(on its whole topic when it must fail no other check), a correct variant on its whole topic. A few are graded
+through the whole grading process too, on their whole topic, and must come out the same.
 """
 
 import pytest

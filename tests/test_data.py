@@ -185,6 +185,28 @@ def test_images_and_labels_of_different_lengths_are_an_error(tmp_path):
         load_mnist("test", data_dir=tmp_path)
 
 
+def test_the_files_are_checked_as_loading_checks_them_without_pytorch(tmp_path, mnist_dir):
+    """`learnkd check` checks the data with check_split before the judge starts: the same errors as load_raw,
+    and no PyTorch in the command's own process (it would take seconds to load there for nothing)."""
+    fake_mnist(tmp_path, "test", n=5, compress=False)
+    data.check_split("test", tmp_path)
+    write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", torch.zeros(4, dtype=torch.uint8), False)
+    with pytest.raises(DataError, match="do not match"):
+        data.check_split("test", tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:100])
+    with pytest.raises(DataError, match="truncated") as info:
+        data.check_split("test", tmp_path)
+    assert str(images) in str(info.value)
+    with pytest.raises(DataError, match="download is off"):
+        data.check_split("train", tmp_path, download=False)
+    script = ("import sys; from grader.grading import check_data; check_data(sys.argv[1]); "
+              "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    proc = subprocess.run([sys.executable, "-c", script, str(mnist_dir)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 def failing_mnist(*args, **kwargs):
     """torchvision.datasets.MNIST offline: its download gives up with this kind of error."""
     raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com/"

@@ -164,9 +164,9 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
                    "every topic is done: grading all, end to end on MNIST")
     lab = notebook_submission(notebook, topic) if notebook else None
     folder = lab.folder if lab else folder
-    if topic == ALL:  # minutes of work: say so at once (PyTorch alone takes seconds to load on a busy machine)
-        click.echo("grading all: every topic's checks, then three trainings on MNIST (minutes); loading PyTorch "
-                   "and the data", err=True)
+    if topic == ALL:  # minutes of work: say so at once (checking the data takes a second, PyTorch seconds to load)
+        click.echo("grading all: every topic's checks, then three trainings on MNIST (minutes); checking the data",
+                   err=True)
     try:
         check_device(device)
         if topic == ALL or get_topic(topic).uses_mnist:

@@ -78,13 +78,14 @@ def check_device(device: str) -> None:
 
 
 def check_data(data_dir: str | None) -> None:
-    """Read MNIST once here, so that missing or corrupt data is an error before any training starts."""
-    from grader.lab.data import DataError, load_raw, resolve_data_dir
+    """Check MNIST's files here (downloading them when missing), so that missing or corrupt data is an error
+    before any training starts; without PyTorch, which the judge loads."""
+    from grader.lab.data import DataError, check_split, resolve_data_dir
 
     root, how = resolve_data_dir(data_dir)
     try:
         for split in ("train", "test"):
-            load_raw(split, root.resolve(), how)
+            check_split(split, root.resolve(), how)
     except DataError as err:  # already one paragraph for the user
         raise GradingError(str(err)) from None
 

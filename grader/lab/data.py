@@ -13,19 +13,31 @@ import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-from grader.worker.scenarios import MEAN, STD, Batches, normalise  # noqa: F401 (one copy, shared with the worker)
+# PyTorch loads when a split is read into tensors, not before: `learnkd check` checks the files (check_split)
+# without it, so that the judge starts seconds sooner.
 
 ENV_VAR = "LEARNKD_DATA"
 SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
 }
-# IDX type codes (the third byte of the magic number) that MNIST-format files use.
-IDX_DTYPES = {0x08: torch.uint8}
+# IDX type codes (the third byte of the magic number) that MNIST-format files use, and their torch dtype.
+IDX_DTYPES = {0x08: "uint8"}
+# The worker's data helpers, one copy (grader.worker.scenarios), also offered here: loaded with PyTorch when asked for.
+FROM_SCENARIOS = ("MEAN", "STD", "Batches", "normalise")
+
+
+def __getattr__(name: str):
+    if name in FROM_SCENARIOS:
+        from grader.worker import scenarios
+
+        return getattr(scenarios, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DataError(Exception):
@@ -65,6 +77,15 @@ def read_idx(path: str | os.PathLike) -> Tensor:
 
     Raises DataError naming the file when it is truncated, corrupt or not an IDX file of bytes.
     """
+    import torch
+
+    data, shape, header = parse_idx(path)
+    values = torch.frombuffer(bytearray(data), dtype=getattr(torch, IDX_DTYPES[data[2]]), offset=header)
+    return values.reshape(shape)
+
+
+def parse_idx(path: str | os.PathLike) -> tuple[bytes, list[int], int]:
+    """An IDX file's bytes, its shape and the length of its header, once checked (DataError as read_idx)."""
     path = Path(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
@@ -92,8 +113,7 @@ def read_idx(path: str | os.PathLike) -> Tensor:
             f"({count} values) but it holds {max(len(data) - header, 0)}. Delete it so that it is "
             "downloaded again, or replace it with a good copy."
         )
-    values = torch.frombuffer(bytearray(data), dtype=IDX_DTYPES[data[2]], offset=header)
-    return values.reshape(shape)
+    return data, shape, header
 
 
 def _download(root: Path, how: str) -> None:
@@ -120,22 +140,39 @@ def _download(root: Path, how: str) -> None:
 @lru_cache(maxsize=4)
 def load_raw(split: str, root: Path, how: str = "", download: bool = True) -> tuple[Tensor, Tensor]:
     """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of one split, read once per process."""
+    paths = split_files(split, root, how, download)
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    check_pair(paths, list(images.shape), list(labels.shape))
+    return images, labels.long()
+
+
+def check_split(split: str, root: Path, how: str = "", download: bool = True) -> None:
+    """What load_raw checks (the files are there, or downloaded; whole; of matching shapes), without PyTorch."""
+    paths = split_files(split, root, how, download)
+    check_pair(paths, parse_idx(paths[0])[1], parse_idx(paths[1])[1])
+
+
+def split_files(split: str, root: Path, how: str, download: bool) -> list[Path]:
+    """The images and labels files of ``split``, downloaded first when they are missing and ``download``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, not {split!r}")
-    image_name, label_name, expected = SPLITS[split]
+    image_name, label_name, _ = SPLITS[split]
     paths = [find_raw_file(root, image_name), find_raw_file(root, label_name)]
     if None in paths:
         if not download:
             raise DataError(f"MNIST was not found in {raw_dir(root)} ({how}) and download is off.")
         _download(root, how)
         paths = [find_raw_file(root, image_name), find_raw_file(root, label_name)]
-    images, labels = read_idx(paths[0]), read_idx(paths[1])
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    return paths
+
+
+def check_pair(paths: list[Path], images: list[int], labels: list[int]) -> None:
+    """Images of shape (N, H, W) and labels of shape (N,), else DataError naming both files."""
+    if len(images) != 3 or len(labels) != 1 or images[0] != labels[0]:
         raise DataError(
             f"The MNIST files {paths[0]} and {paths[1]} do not match: images of shape "
-            f"{tuple(images.shape)} and labels of shape {tuple(labels.shape)}. Replace them with good copies."
+            f"{tuple(images)} and labels of shape {tuple(labels)}. Replace them with good copies."
         )
-    return images, labels.long()
 
 
 def load_mnist(split: str = "train", data_dir=None, limit: int | None = None,
@@ -148,4 +185,6 @@ def load_mnist(split: str = "train", data_dir=None, limit: int | None = None,
     images, labels = load_raw(split, root.resolve(), how, download)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
+    from grader.worker.scenarios import normalise
+
     return normalise(images), labels.clone()
