@@ -23,15 +23,23 @@ def verdicts(grading) -> dict:
 
 
 @pytest.mark.slow
-def test_a_forked_judge_grades_as_a_judge_of_its_own_and_a_dead_server_is_started_around(tmp_path, mnist_dir):
+def test_a_forked_judge_grades_as_a_judge_of_its_own_and_a_dead_server_is_started_around(tmp_path, mnist_dir,
+                                                                                        capfd):
     folder = submission_with(ENTRY, tmp_path / "sub")
+    with open(folder / "loss.py", "a") as f:
+        f.write('\nimport sys\nprint("printed by the learner", file=sys.stderr)\n')
     request = GradingRequest(path=str(folder), topics=["loss"], data_dir=str(mnist_dir))
     alone = verdicts(run_grading(request, quiet=True))
     assert any(status == "failed" for status, *_ in alone.values())
     judges = Judges(judge_environment())
     try:
-        forked = run_grading(request, quiet=True, judges=judges)
+        capfd.readouterr()
+        forked = run_grading(request, quiet=True, judges=judges)  # as `learnkd grade` runs them
         assert verdicts(forked) == alone
+        assert "printed by the learner" not in capfd.readouterr().err, "a quiet run's output goes to its log"
+        on_terminal = run_grading(request, judges=judges)  # as `learnkd watch` runs them
+        assert verdicts(on_terminal) == alone
+        assert "printed by the learner" in capfd.readouterr().err, "the learner's output reaches the terminal"
         os.kill(judges.proc.pid, signal.SIGKILL)
         judges.proc.wait()
         assert verdicts(run_grading(request, quiet=True, judges=judges)) == alone, "a judge of its own instead"

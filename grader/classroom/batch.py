@@ -26,15 +26,14 @@ import tempfile
 import unicodedata
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from xml.etree import ElementTree
 
-from grader.grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, judge_environment, run_grading, sandbox
+from grader.grading import ALL_TIMEOUT_S, MEMORY_LIMIT_MB, GradingError, run_grading, sandbox, warm_judges
 from grader.grading.forkserver import Judges
-from grader.grading.worker_process import WorkerGone, worker_user
-from grader.grading.zygote import Zygote, ZygoteGone
 from grader.grading.request import GradingRequest
 from grader.course.points import points
 from grader.grading.results import CheckResult, by_topic, gradescope
@@ -317,30 +316,17 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
         handins = [prepare(s, work, n, graded_topics) for s, n in zip(sources, names)]
         done: dict[str, Graded] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
-        judges = zygote = None
-        if sum(not h.problem for h in handins) > 1:
-            if kind == sandbox.BWRAP and options.device == "cpu":
-                try:
-                    zygote = Zygote(worker_user())
-                except (ZygoteGone, WorkerGone, OSError):  # each worker starts in a sandbox of its own
-                    pass
+        warm = warm_judges(kind, options.device) if sum(not h.problem for h in handins) > 1 else nullcontext()
+        with warm as judges:
             try:
-                judges = Judges(judge_environment(), zygote.fd if zygote is not None else None)
-            except OSError:  # no fork server: each judge starts as a process of its own
-                pass
-        try:
-            futures = [pool.submit(grade_one, h, options, kind, judges) for h in handins]
-            for future in as_completed(futures):
-                graded = future.result()
-                done[graded.handin.name] = graded
-                if on_done:
-                    on_done(graded)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # interrupted: the queued ones never start
-            if judges is not None:
-                judges.close()
-            if zygote is not None:
-                zygote.close()
+                futures = [pool.submit(grade_one, h, options, kind, judges) for h in handins]
+                for future in as_completed(futures):
+                    graded = future.result()
+                    done[graded.handin.name] = graded
+                    if on_done:
+                        on_done(graded)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # interrupted: the queued ones never start
         batch = [done[h.name] for h in handins]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -32,6 +32,10 @@ def cli():
 # check
 
 
+# `learnkd watch` keeps its judges' fork server here (click's meta, which the `check` it invokes shares)
+WARM_JUDGES = "learnkd.warm_judges"
+
+
 def progress_bar(progress) -> str:
     names = topic_names()
     marks = "  ".join(f"{n} {MARK[progress.status(n) or 'not started']}" for n in names)
@@ -182,7 +186,7 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
 
     if sandbox.kind() == sandbox.NONE:
         click.echo(click.style(f"note: {sandbox.NO_ISOLATION}", fg="yellow"), err=True)
-    grading = run_grading(request)
+    grading = run_grading(request, judges=click.get_current_context().meta.get(WARM_JUDGES))  # watch's, if any
     if lab:
         lab.locate_results(grading.results)  # file:line of the written files -> notebook cells
     selected = topic_names() + [ALL] if topic == ALL else [topic]
@@ -224,7 +228,7 @@ def watch(ctx, path, notebook, data_dir, poll):
     """Check the next topic not done, again each time you save, until every topic passes (Ctrl-C stops)."""
     from grader.course.progress import Progress
     from grader.course.watching import snapshot, wait_for_change
-    from grader.grading import project_of
+    from grader.grading import project_of, sandbox, warm_judges
 
     if notebook and path:
         raise UserError("--notebook and --path each name what to watch: give one of them.")
@@ -233,28 +237,30 @@ def watch(ctx, path, notebook, data_dir, poll):
     folder = None if notebook else submission_folder(path, False)
     target = notebook.resolve() if notebook else folder
     try:
-        while True:
-            progress = Progress.of_notebook(notebook) if notebook else Progress(project_of(folder))
-            topic = progress.next_topic()
-            if topic is None:
-                click.echo(progress_bar(progress))
-                click.echo("every topic passes: run `learnkd check all` to train your models end to end on MNIST.")
-                return
-            click.clear()
-            click.echo(f"learnkd watch: checking {topic} ({time.strftime('%H:%M:%S')}; Ctrl-C stops)", err=True)
-            args = dict(topic=topic, path=None if notebook else folder, notebook=notebook, data_dir=data_dir)
-            graded = snapshot([target])  # the files as this check reads them: a save during it counts
-            try:
-                ctx.invoke(check, **args)
-            except SystemExit as done:
-                if done.code == 0:
-                    continue  # passed: on to the next topic
-            except click.ClickException as err:  # a half-saved notebook, a cell that does not parse: say it, wait
-                err.show()
-            click.echo(f"watching {target} for your next save...", err=True)
-            changed, how = wait_for_change([target], polling=poll, since=graded)
-            names = ", ".join(p.name for p in changed[:3]) or "a file"
-            click.echo(f"{names} changed ({how}, {time.strftime('%H:%M:%S')})", err=True)
+        with warm_judges(sandbox.kind()) as judges:  # PyTorch and the checks load once, not at each check
+            ctx.meta[WARM_JUDGES] = judges
+            while True:
+                progress = Progress.of_notebook(notebook) if notebook else Progress(project_of(folder))
+                topic = progress.next_topic()
+                if topic is None:
+                    click.echo(progress_bar(progress))
+                    click.echo("every topic passes: run `learnkd check all` to train your models end to end on MNIST.")
+                    return
+                click.clear()
+                click.echo(f"learnkd watch: checking {topic} ({time.strftime('%H:%M:%S')}; Ctrl-C stops)", err=True)
+                args = dict(topic=topic, path=None if notebook else folder, notebook=notebook, data_dir=data_dir)
+                graded = snapshot([target])  # the files as this check reads them: a save during it counts
+                try:
+                    ctx.invoke(check, **args)
+                except SystemExit as done:
+                    if done.code == 0:
+                        continue  # passed: on to the next topic
+                except click.ClickException as err:  # a half-saved notebook, a cell that does not parse: say it, wait
+                    err.show()
+                click.echo(f"watching {target} for your next save...", err=True)
+                changed, how = wait_for_change([target], polling=poll, since=graded)
+                names = ", ".join(p.name for p in changed[:3]) or "a file"
+                click.echo(f"{names} changed ({how}, {time.strftime('%H:%M:%S')})", err=True)
     except KeyboardInterrupt:
         click.echo("\nstopped: your progress is saved (`learnkd progress` shows it; `learnkd watch` goes on).",
                    err=True)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,8 +187,8 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
     terminal; ``sandbox_kind``: "bwrap", "unshare" or "none" (default: the best that works here);
     ``threads``: torch threads of the worker (default: every core for the end-to-end training, else one:
     the topic checks work on tiny tensors, where threads wait on each other longer than they compute);
-    ``judges``: a fork server that starts the judge with PyTorch and the checks already loaded (a batch's
-    gradings share one; quiet runs only), else the judge starts as a process of its own.
+    ``judges``: a fork server that starts the judge with PyTorch and the checks already loaded (``warm_judges``:
+    a batch's gradings, or `learnkd watch`'s checks, share one), else the judge starts as a process of its own.
     """
     selected = request.topics
     timeout = timeout or (ALL_TIMEOUT_S if ALL in selected else TOPIC_TIMEOUT_S)
@@ -220,9 +221,10 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
         start = time.perf_counter()
         with open(log_file, "a") as log:
             proc = None
-            if judges is not None and quiet:
+            if judges is not None:
+                stderr = log.fileno() if quiet else 2  # as a judge process of its own has it: the log, or ours
                 try:
-                    proc = judges.start([str(request_file)], config, write_fd, log.fileno())
+                    proc = judges.start([str(request_file)], config, write_fd, log.fileno(), stderr)
                 except ServerGone:
                     proc = None  # started the usual way below
             if proc is None:
@@ -267,6 +269,34 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
     if grading.crash:
         grading.results += unfinished(grading)
     return grading
+
+
+@contextmanager
+def warm_judges(kind: str, device: str = "cpu"):
+    """For gradings one after another or side by side (`learnkd grade`'s batch, `learnkd watch`'s checks): a fork
+    server of judges (``Judges``) and, with bubblewrap on the CPU, the zygote their workers are forked from
+    (``grader.grading.zygote``), each loading PyTorch once. Yields the Judges to pass to ``run_grading``, or None
+    when no fork server could start (each judge then starts as a process of its own); ends both."""
+    from grader.grading.worker_process import WorkerGone, worker_user
+    from grader.grading.zygote import Zygote, ZygoteGone
+
+    judges = zygote = None
+    if kind == sandbox.BWRAP and device == "cpu":
+        try:
+            zygote = Zygote(worker_user())
+        except (ZygoteGone, WorkerGone, OSError):  # each worker starts in a sandbox of its own
+            pass
+    try:
+        try:
+            judges = Judges(judge_environment(), zygote.fd if zygote is not None else None)
+        except OSError:  # no fork server: each judge starts as a process of its own
+            pass
+        yield judges
+    finally:
+        if judges is not None:
+            judges.close()
+        if zygote is not None:
+            zygote.close()
 
 
 def unfinished(grading: Grading) -> list[CheckResult]:

@@ -1,14 +1,16 @@
 """Judges forked from one process that has already loaded PyTorch, pytest and the checks.
 
-`learnkd grade` needs a judge (``grader.grading.judge``) for every submission, and most of a judge's start
-is importing PyTorch and the checks: seconds of CPU each time. ``Judges`` starts
-``python -m grader.grading.forkserver`` once for a batch; it imports what a judge imports, then waits.
-For each grading it forks a judge that runs ``judge.main`` exactly as ``python -m grader.grading.judge``
-would, in a session of its own, with the results pipe and the log it was handed. The server and its judges
-never import or run a submission: each judge starts its own worker in its own sandbox, as before.
+`learnkd grade` needs a judge (``grader.grading.judge``) for every submission, `learnkd watch` one for every
+check, and most of a judge's start is importing PyTorch and the checks: seconds of CPU each time. ``Judges``
+starts ``python -m grader.grading.forkserver`` once for a batch or a watch (``grader.grading.warm_judges``); it
+imports what a judge imports, then waits. For each grading it forks a judge that runs ``judge.main`` exactly as
+``python -m grader.grading.judge`` would, in a session of its own, with the results pipe, the log and the
+stderr it was handed. The server and its judges never import or run a submission: each judge starts its own
+worker in its own sandbox, or has the zygote fork one.
 
 The protocol, on a Unix socket pair the server inherits: one message per judge, ``{"argv", "config"}`` with
-three descriptors (a socket for the judge's news, the results pipe, the log); on that socket the server
+four descriptors (a socket for the judge's news, the results pipe, the log for its stdout, its stderr: the log
+too, or the terminal of `learnkd watch`); on that socket the server
 answers ``{"pid": N}`` at once and ``{"status": CODE}`` when the judge ends (CODE as ``Popen.returncode``:
 negative for a signal). The server ends when its socket closes, killing any judge still running.
 """
@@ -67,7 +69,9 @@ class Judges:
                                      env=env, pass_fds=(theirs.fileno(), *([] if zygote_fd is None else [zygote_fd])))
         theirs.close()
 
-    def start(self, argv: list[str], config: dict, results_fd: int, log_fd: int) -> ForkedJudge:
+    def start(self, argv: list[str], config: dict, results_fd: int, log_fd: int, stderr_fd: int | None = None
+              ) -> ForkedJudge:
+        """Fork a judge whose stdout is ``log_fd`` and stderr ``stderr_fd`` (default: the log too)."""
         news, for_judge = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self.lock:
@@ -76,7 +80,8 @@ class Judges:
                 if self.zygote_fd is not None:
                     config = {**config, "zygote_fd": self.zygote_fd}
                 message = json.dumps({"argv": argv, "config": config}).encode()
-                socket.send_fds(self.control, [message], [for_judge.fileno(), results_fd, log_fd])
+                socket.send_fds(self.control, [message], [for_judge.fileno(), results_fd, log_fd,
+                                                           log_fd if stderr_fd is None else stderr_fd])
         except OSError as err:
             news.close()
             raise ServerGone(str(err)) from None
@@ -121,15 +126,16 @@ def preload() -> None:
     sys.stdout.flush()  # what it printed stays here, not in the first judge's log
 
 
-def run_judge(argv: list[str], config: dict, log_fd: int) -> int:
+def run_judge(argv: list[str], config: dict, log_fd: int, stderr_fd: int) -> int:
     """In the forked child: become a judge process of its own, run the judge, return its exit code."""
     os.setsid()  # its own process group: the grader kills it and its worker together
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)  # quiet runs only: stderr to the log too, as the judge's Popen does
-    os.close(log_fd)
+    os.dup2(stderr_fd, 2)  # as the judge's Popen has them: stdout to the log, stderr to the log or the terminal
+    for fd in {log_fd, stderr_fd} - {0, 1, 2}:
+        os.close(fd)
     from grader.grading import judge
 
     try:
@@ -159,21 +165,21 @@ def serve(control: socket.socket) -> None:
             if control not in ready:
                 continue
             try:
-                message, fds, _, _ = socket.recv_fds(control, MESSAGE_LIMIT, 3)
+                message, fds, _, _ = socket.recv_fds(control, MESSAGE_LIMIT, 4)
             except OSError:
                 return
             if not message:
                 return  # the grader closed its end
-            if len(fds) != 3:
+            if len(fds) != 4:
                 for fd in fds:
                     os.close(fd)
                 continue
-            news_fd, results_fd, log_fd = fds
+            news_fd, results_fd, log_fd, stderr_fd = fds
             news = socket.socket(fileno=news_fd)
             if given_up(news):  # the grader stopped waiting and started a judge of its own: not a second one
                 news.close()
-                os.close(results_fd)
-                os.close(log_fd)
+                for fd in (results_fd, log_fd, stderr_fd):
+                    os.close(fd)
                 continue
             request = json.loads(message)
             config = dict(request["config"], fd=results_fd)
@@ -185,7 +191,7 @@ def serve(control: socket.socket) -> None:
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     for fd in (wake_r, wake_w, control.fileno(), news_fd, *(s.fileno() for s in judges.values())):
                         os.close(fd)
-                    code = run_judge(list(request["argv"]), config, log_fd)
+                    code = run_judge(list(request["argv"]), config, log_fd, stderr_fd)
                 finally:
                     for stream in (sys.stdout, sys.stderr):
                         try:
@@ -193,8 +199,8 @@ def serve(control: socket.socket) -> None:
                         except Exception:
                             pass
                     os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
-            os.close(results_fd)
-            os.close(log_fd)
+            for fd in (results_fd, log_fd, stderr_fd):
+                os.close(fd)
             judges[pid] = news
             try:
                 news.send(json.dumps({"pid": pid}).encode())

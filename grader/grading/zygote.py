@@ -1,6 +1,7 @@
 """Workers forked from one sandboxed process that has already loaded PyTorch (the grader's side).
 
-A batch (`learnkd grade`) starts ``Zygote`` once, and does not wait for it: ``grader.worker.zygote`` in a
+A batch (`learnkd grade`) or `learnkd watch` starts ``Zygote`` once (``grader.grading.warm_judges``), and does
+not wait for it: ``grader.worker.zygote`` in a
 bubblewrap sandbox with a worker's view and no submission. A judge that holds the zygote's socket asks it for each worker
 (``start_worker``); the worker it gets is forked into namespaces of its own (that module says which) and
 runs the worker's code as one started on its own does. ``ForkedWorker`` is what ``WorkerProcess`` uses of
