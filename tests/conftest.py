@@ -1,5 +1,6 @@
 """Shared set-up of the project's own tests."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,6 +25,27 @@ def mnist_dir() -> Path:
     if not (folder / "MNIST" / "raw").is_dir():
         pytest.fail(f"real MNIST is needed at {folder}/MNIST/raw (set LEARNKD_DATA)")
     return folder
+
+
+@pytest.fixture(scope="module")
+def shared_judges():
+    """For tests that run `learnkd check` in their own process (click's CliRunner): a function giving the click obj
+    under which the module's gradings share one fork server of judges and one zygote
+    (grader.grading.warm_judges), started at its first call, as `learnkd watch`'s checks share them. Those
+    tests read how a submission is graded and reported; a judge starting on its own is tested by running the
+    real command (tests/test_cli.py, tests/test_data.py)."""
+    from grader.cli import WARM_JUDGES
+    from grader.grading import sandbox, warm_judges
+
+    with contextlib.ExitStack() as stack:
+        started = []
+
+        def obj() -> dict:
+            if not started:
+                started.append(stack.enter_context(warm_judges(sandbox.kind())))
+            return {WARM_JUDGES: started[0]}
+
+        yield obj
 
 
 @pytest.fixture(scope="module")

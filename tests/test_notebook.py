@@ -119,8 +119,19 @@ def edit(notebook: Path, change) -> Path:
     return notebook
 
 
+SHARED: dict = {}  # the module's shared_judges (tests/conftest.py)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def share_judges(shared_judges):
+    SHARED["obj"] = shared_judges
+    yield
+    SHARED.clear()
+
+
 def check(*args: str, data: Path | None = None):
-    return CliRunner().invoke(cli, ["check", *args] + (["--data-dir", str(data)] if data else []))
+    """`learnkd check ARGS` in this process, its judges forked from the module's fork server."""
+    return CliRunner().invoke(cli, ["check", *args] + (["--data-dir", str(data)] if data else []), obj=SHARED["obj"]())
 
 
 def folder_with(tmp: Path, topic: str, text: str) -> Path:

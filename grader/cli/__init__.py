@@ -32,7 +32,8 @@ def cli():
 # check
 
 
-# `learnkd watch` keeps its judges' fork server here (click's meta, which the `check` it invokes shares)
+# `learnkd watch` keeps its judges' fork server (grader.grading.warm_judges) under this key of click's obj, which
+# the `check` it invokes shares
 WARM_JUDGES = "learnkd.warm_judges"
 
 
@@ -186,7 +187,8 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
 
     if sandbox.kind() == sandbox.NONE:
         click.echo(click.style(f"note: {sandbox.NO_ISOLATION}", fg="yellow"), err=True)
-    grading = run_grading(request, judges=click.get_current_context().meta.get(WARM_JUDGES))  # watch's, if any
+    shared = click.get_current_context().obj
+    grading = run_grading(request, judges=shared.get(WARM_JUDGES) if isinstance(shared, dict) else None)
     if lab:
         lab.locate_results(grading.results)  # file:line of the written files -> notebook cells
     selected = topic_names() + [ALL] if topic == ALL else [topic]
@@ -238,7 +240,7 @@ def watch(ctx, path, notebook, data_dir, poll):
     target = notebook.resolve() if notebook else folder
     try:
         with warm_judges(sandbox.kind()) as judges:  # PyTorch and the checks load once, not at each check
-            ctx.meta[WARM_JUDGES] = judges
+            ctx.ensure_object(dict)[WARM_JUDGES] = judges
             while True:
                 progress = Progress.of_notebook(notebook) if notebook else Progress(project_of(folder))
                 topic = progress.next_topic()
