@@ -7,7 +7,7 @@ Each measurement runs the Teacher training step of bench_threads.py (batch 128, 
 OMP_WAIT_POLICY unset (OpenMP's default: a thread that waits for work spins on its core for a while) and
 PASSIVE (it sleeps): one process alone, then two side by side, each on --threads threads. It prints the
 median wall time of a step and the CPU time a step burns, over --repeats alternating repeats: the figures
-behind ``grader.grading.sandbox.THREAD_SETTINGS``.
+behind ``grader.lab.cores.wait_asleep``.
 """
 
 from __future__ import annotations

@@ -157,23 +157,27 @@ class InProcessWorker:
         return answer["ok"]
 
 
-class OnlyChecks:
-    """A pytest plugin that keeps the checks whose name (``judge.check_name``) holds ``words``."""
+class UpTo:
+    """A pytest plugin that keeps the checks up to the last whose name (``judge.check_name``) holds ``words``, in
+    their order: the checks before it leave their marks on the worker (a function already stopped for a loop that
+    never ends, a model already exported, the random state), so each kept check judges as in the whole run."""
 
     def __init__(self, words: str):
-        self.words = words
+        self.words, self.matched = words, 0
 
     @pytest.hookimpl(trylast=True)  # after the topic's markers have deselected the other topics
     def pytest_collection_modifyitems(self, items, config):
-        kept = [item for item in items if self.words in judge.check_name(item)]
-        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-        items[:] = kept
+        last = max((i for i, item in enumerate(items) if self.words in judge.check_name(item)), default=-1)
+        self.matched = last + 1
+        config.hook.pytest_deselected(items=items[last + 1:])
+        items[:] = items[:last + 1]
 
 
 def grade(folder: Path, topic: str, data_dir: str | None = None, check_timeout: float = 30.0,
-          only: str | None = None) -> Grading:
-    """``run_grading(GradingRequest(path=folder, topics=[topic], ...))``, in this process; with ``only``, just the
-    checks whose name holds those words (the others would cost their time and say nothing the caller reads)."""
+          up_to: str | None = None) -> Grading:
+    """``run_grading(GradingRequest(path=folder, topics=[topic], ...))``, in this process; with ``up_to``, the
+    checks up to the last whose name holds those words (``UpTo``: the later ones would cost their time and change
+    nothing the caller reads)."""
     request = GradingRequest(path=str(folder), topics=[topic], data_dir=data_dir, check_timeout=check_timeout)
     grading = Grading(request)
     tmp = Path(tempfile.mkdtemp(prefix="learnkd-inprocess-"))
@@ -193,8 +197,10 @@ def grade(folder: Path, topic: str, data_dir: str | None = None, check_timeout: 
             session.remote = Remote(worker, private.check_timeout)
             collector = judge.Collector(writer, private.display, private.check_timeout)
             try:
-                plugins = [collector, *([OnlyChecks(only)] if only else [])]
+                selection = UpTo(up_to) if up_to else None
+                plugins = [collector, *([selection] if selection else [])]
                 code = pytest.main(judge.pytest_args(private, str(request_file)), plugins=plugins)
+                assert selection is None or selection.matched, f"no check of {topic} is named like {up_to!r}"
             finally:
                 worker.stop()
             assert code in (0, 1), f"the judge's pytest session ended with {code!r}"

@@ -1,8 +1,9 @@
 """Every mistaken submission fails the right check with the right words; every correct variant passes.
 
 Every entry is graded by the judge's checks in this process (tests/in_process.py: the same checks, collector,
-channel and worker code, without the processes and the sandbox): a mistake on the checks its `check:` words name
-(on its whole topic when it must fail no other check), a correct variant on its whole topic. A few are graded
+channel and worker code, without the processes and the sandbox): a mistake on its topic's checks up to the last
+one its `check:` words name (on its whole topic when it must fail no other check), a correct variant on its whole
+topic. A few are graded
 through the whole grading process too, on their whole topic, and must come out the same.
 """
 
@@ -27,8 +28,8 @@ def banked(bank):
     return [pytest.param(e, id=e.id, marks=() if e.id in FAST else pytest.mark.slow) for e in bank]
 
 
-def graded_in_process(entry, tmp_path, mnist_dir, only: str | None = None):
-    grading = in_process.grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir), only=only)
+def graded_in_process(entry, tmp_path, mnist_dir, up_to: str | None = None):
+    grading = in_process.grade(submission_with(entry, tmp_path / "sub"), entry.topic, str(mnist_dir), up_to=up_to)
     [result] = by_topic(grading.results, [entry.topic])
     return result
 
@@ -41,8 +42,8 @@ def test_the_banks_are_not_empty():
 @pytest.mark.parametrize("entry", banked(MISTAKES))
 def test_mistake_fails_the_right_check_with_the_right_words(entry, tmp_path, mnist_dir):
     assert entry.check and entry.says, f"{entry.path} needs 'check:' and 'says:' lines in its docstring"
-    # the checks it must fail; every check of its topic when it must fail no other
-    result = graded_in_process(entry, tmp_path, mnist_dir, only=None if entry.only else entry.check)
+    # the checks up to the last it must fail; every check of its topic when it must fail no other
+    result = graded_in_process(entry, tmp_path, mnist_dir, up_to=None if entry.only else entry.check)
     failed = {c.name: c.message for c in result.failed}
     assert failed, f"{entry.id}: every check passed"
     matching = {name: msg for name, msg in failed.items() if entry.check in name}

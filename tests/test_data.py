@@ -186,20 +186,34 @@ def test_images_and_labels_of_different_lengths_are_an_error(tmp_path):
 
 
 def test_the_files_are_checked_as_loading_checks_them_without_pytorch(tmp_path, mnist_dir):
-    """`learnkd check` checks the data with check_split before the judge starts: the same errors as load_raw,
-    and no PyTorch in the command's own process (it would take seconds to load there for nothing)."""
-    fake_mnist(tmp_path, "test", n=5, compress=False)
-    data.check_split("test", tmp_path)
-    write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", torch.zeros(4, dtype=torch.uint8), False)
-    with pytest.raises(DataError, match="do not match"):
-        data.check_split("test", tmp_path)
-    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    """`learnkd check` checks the data with check_split before the judge starts: the errors of load_raw, word for
+    word, and no PyTorch in the command's own process (it would take seconds to load there for nothing)."""
+    def errors(root: Path, split: str = "test") -> list[str | None]:
+        """What check_split and load_raw raise on the same files (None: nothing)."""
+        found = []
+        for read in (data.check_split, data.load_raw):
+            data.load_raw.cache_clear()
+            try:
+                read(split, root, "", False)
+                found.append(None)
+            except DataError as err:
+                found.append(str(err))
+        return found
+
+    raw = Path("MNIST") / "raw"
+    fake_mnist(tmp_path / "good", "test", n=5, compress=False)
+    assert errors(tmp_path / "good") == [None, None]
+    fake_mnist(tmp_path / "lengths", "test", n=5, compress=False)
+    write_idx(tmp_path / "lengths" / raw / "t10k-labels-idx1-ubyte", torch.zeros(4, dtype=torch.uint8), False)
+    fake_mnist(tmp_path / "truncated", "test", n=5, compress=False)
+    images = tmp_path / "truncated" / raw / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:100])
-    with pytest.raises(DataError, match="truncated") as info:
-        data.check_split("test", tmp_path)
-    assert str(images) in str(info.value)
-    with pytest.raises(DataError, match="download is off"):
-        data.check_split("train", tmp_path, download=False)
+    fake_mnist(tmp_path / "empty", "test", n=0, compress=False)
+    for case, words in (("lengths", "do not match"), ("truncated", "truncated"), ("empty", "holds no values"),
+                        ("good", "download is off")):
+        split = "train" if case == "good" else "test"
+        checked, loaded = errors(tmp_path / case, split)
+        assert checked == loaded and words in checked, (case, checked, loaded)
     script = ("import sys; from grader.grading import check_data; check_data(sys.argv[1]); "
               "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     proc = subprocess.run([sys.executable, "-c", script, str(mnist_dir)], capture_output=True, text=True, cwd=ROOT,

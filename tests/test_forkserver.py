@@ -37,7 +37,11 @@ def test_a_forked_judge_grades_as_a_judge_of_its_own_and_a_dead_server_is_starte
         forked = run_grading(request, quiet=True, judges=judges)  # as `learnkd grade` runs them
         assert verdicts(forked) == alone
         assert "printed by the learner" not in capfd.readouterr().err, "a quiet run's output goes to its log"
+        forks, start = [], judges.start
+        judges.start = lambda *args: forks.append(args[4]) or start(*args)
         on_terminal = run_grading(request, judges=judges)  # as `learnkd watch` runs them
+        judges.start = start
+        assert forks == [2], "the judge was forked, its stderr this process's"
         assert verdicts(on_terminal) == alone
         assert "printed by the learner" in capfd.readouterr().err, "the learner's output reaches the terminal"
         os.kill(judges.proc.pid, signal.SIGKILL)

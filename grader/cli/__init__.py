@@ -5,6 +5,7 @@ Exit codes: 0 when everything selected passes, 1 when a check fails, 2 for usage
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -239,8 +240,8 @@ def watch(ctx, path, notebook, data_dir, poll):
     folder = None if notebook else submission_folder(path, False)
     target = notebook.resolve() if notebook else folder
     try:
-        with warm_judges(sandbox.kind()) as judges:  # PyTorch and the checks load once, not at each check
-            ctx.ensure_object(dict)[WARM_JUDGES] = judges
+        with contextlib.ExitStack() as warm:
+            shared = ctx.ensure_object(dict)
             while True:
                 progress = Progress.of_notebook(notebook) if notebook else Progress(project_of(folder))
                 topic = progress.next_topic()
@@ -252,6 +253,8 @@ def watch(ctx, path, notebook, data_dir, poll):
                 click.echo(f"learnkd watch: checking {topic} ({time.strftime('%H:%M:%S')}; Ctrl-C stops)", err=True)
                 args = dict(topic=topic, path=None if notebook else folder, notebook=notebook, data_dir=data_dir)
                 graded = snapshot([target])  # the files as this check reads them: a save during it counts
+                if WARM_JUDGES not in shared:  # PyTorch and the checks load once, at the first check, not at each
+                    shared[WARM_JUDGES] = warm.enter_context(warm_judges(sandbox.kind()))
                 try:
                     ctx.invoke(check, **args)
                 except SystemExit as done:

@@ -43,7 +43,7 @@ def common_options(default_out: str):
 
 
 def prepare_environment(device: str, data_dir: Path | None) -> str | None:
-    """Check the device and read MNIST once, so that problems are one paragraph before any training."""
+    """Check the device and MNIST's files, so that problems are one paragraph before any training."""
     from grader.grading import GradingError, check_data, check_device
 
     data = str(Path(data_dir).resolve()) if data_dir else None

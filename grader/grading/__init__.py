@@ -80,7 +80,7 @@ def check_device(device: str) -> None:
 
 def check_data(data_dir: str | None) -> None:
     """Check MNIST's files here (downloading them when missing), so that missing or corrupt data is an error
-    before any training starts; without PyTorch, which the judge loads."""
+    before any training starts; without PyTorch when they are there (the judge loads it; a download needs it)."""
     from grader.lab.data import DataError, check_split, resolve_data_dir
 
     root, how = resolve_data_dir(data_dir)

@@ -8,7 +8,7 @@ imports what a judge imports, then waits. For each grading it forks a judge that
 stderr it was handed. The server and its judges never import or run a submission: each judge starts its own
 worker in its own sandbox, or has the zygote fork one.
 
-The protocol, on a Unix socket pair the server inherits: one message per judge, ``{"argv", "config"}`` with
+The protocol, on a Unix socket pair the server inherits: one message per judge, ``{"argv", "config", "cwd"}`` with
 four descriptors (a socket for the judge's news, the results pipe, the log for its stdout, its stderr: the log
 too, or the terminal of `learnkd watch`); on that socket the server
 answers ``{"pid": N}`` at once and ``{"status": CODE}`` when the judge ends (CODE as ``Popen.returncode``:
@@ -56,13 +56,15 @@ class ForkedJudge:
 
 
 class Judges:
-    """The fork server of one batch; ``start`` forks a judge, ``close`` ends the server and its judges."""
+    """The fork server of one batch or watch; ``start`` forks a judge, ``close`` ends the server and its judges.
+    Each judge has the environment the server started with, and the working folder of the ``start`` call."""
 
     def __init__(self, env: dict, zygote_fd: int | None = None):
-        """``zygote_fd``: the batch's worker zygote (``grader.grading.zygote``), inherited by every judge, which
-        asks it for its worker."""
+        """``zygote_fd``: the worker zygote (``grader.grading.zygote``), inherited by every judge, which asks it
+        for its worker."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control, self.lock, self.zygote_fd = ours, threading.Lock(), zygote_fd
+        self.started = 0  # judges asked for
         # its output goes nowhere: each judge writes to its own log, and a server that fails is started around
         self.proc = subprocess.Popen([sys.executable, "-m", "grader.grading.forkserver", str(theirs.fileno())],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -79,7 +81,8 @@ class Judges:
                     raise ServerGone(f"the fork server ended with exit code {self.proc.returncode}")
                 if self.zygote_fd is not None:
                     config = {**config, "zygote_fd": self.zygote_fd}
-                message = json.dumps({"argv": argv, "config": config}).encode()
+                message = json.dumps({"argv": argv, "config": config, "cwd": os.getcwd()}).encode()
+                self.started += 1
                 socket.send_fds(self.control, [message], [for_judge.fileno(), results_fd, log_fd,
                                                            log_fd if stderr_fd is None else stderr_fd])
         except OSError as err:
@@ -101,6 +104,8 @@ class Judges:
 
     def close(self) -> None:
         self.control.close()  # the server sees the end of its socket, kills its judges and exits
+        if not self.started:  # none to kill: do not wait for a server still loading (a watch with nothing to do)
+            self.proc.kill()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -126,9 +131,14 @@ def preload() -> None:
     sys.stdout.flush()  # what it printed stays here, not in the first judge's log
 
 
-def run_judge(argv: list[str], config: dict, log_fd: int, stderr_fd: int) -> int:
+def run_judge(argv: list[str], config: dict, log_fd: int, stderr_fd: int, cwd: str | None) -> int:
     """In the forked child: become a judge process of its own, run the judge, return its exit code."""
     os.setsid()  # its own process group: the grader kills it and its worker together
+    if cwd:  # the grader's working folder, as a judge process of its own has it (messages show paths from it)
+        try:
+            os.chdir(cwd)
+        except OSError:
+            pass
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -191,7 +201,7 @@ def serve(control: socket.socket) -> None:
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     for fd in (wake_r, wake_w, control.fileno(), news_fd, *(s.fileno() for s in judges.values())):
                         os.close(fd)
-                    code = run_judge(list(request["argv"]), config, log_fd, stderr_fd)
+                    code = run_judge(list(request["argv"]), config, log_fd, stderr_fd, request.get("cwd"))
                 finally:
                     for stream in (sys.stdout, sys.stderr):
                         try:

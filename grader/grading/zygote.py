@@ -28,10 +28,10 @@ class ZygoteGone(Exception):
 
 
 class Zygote:
-    """The worker zygote of one batch; pass ``fd`` to each judge, ``close`` when the batch is done."""
+    """The worker zygote of one batch or watch; pass ``fd`` to each judge, ``close`` when they are done."""
 
     def __init__(self, popen_args: dict | None = None):
-        """Start the zygote; it loads PyTorch while the batch starts (the first workers asked for wait for it).
+        """Start the zygote; it loads PyTorch while the rest starts (the first workers asked for wait for it).
         ``popen_args``: the user the sandbox runs as (``worker_process.worker_user``)."""
         if sandbox.kind() != sandbox.BWRAP:
             raise ZygoteGone("the worker zygote needs bubblewrap")

@@ -107,6 +107,11 @@ def parse_idx(path: str | os.PathLike) -> tuple[bytes, list[int], int]:
     count = 1
     for size in shape:
         count *= size
+    if count == 0:
+        raise DataError(
+            f"The data file {path} holds no values (its header announces shape {tuple(shape)}). Delete it so "
+            "that it is downloaded again, or replace it with a good copy."
+        )
     if len(data) < header or len(data) - header != count:
         raise DataError(
             f"The data file {path} is truncated or corrupt: its header announces shape {tuple(shape)} "

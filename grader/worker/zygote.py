@@ -1,9 +1,9 @@
 """The worker zygote: one sandboxed process that has loaded PyTorch, forking each submission's worker.
 
-`learnkd grade` starts a worker for every submission, and most of a worker's start is importing PyTorch
-(seconds of CPU each time). For a batch, the grader starts this zygote once, in a bubblewrap sandbox like
-a worker's but with no submission in it (``grader.grading.zygote``). It imports what a worker imports,
-then waits. It never imports or runs a submission. For each worker a judge asks for, it forks a keeper,
+`learnkd grade` starts a worker for every submission, `learnkd watch` one for every check, and most of a
+worker's start is importing PyTorch (seconds of CPU each time). For a batch or a watch, the grader starts this
+zygote once, in a bubblewrap sandbox like a worker's but with no submission in it (``grader.grading.zygote``).
+It imports what a worker imports, then waits. It never imports or runs a submission. For each worker a judge asks for, it forks a keeper,
 and the keeper puts a worker into sandboxes of its own, nested in the zygote's:
 
 - new mount, PID, network, IPC and UTS namespaces, and, when the grader runs as a user (not root), a user
