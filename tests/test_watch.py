@@ -128,3 +128,23 @@ def test_only_source_files_count_and_a_burst_of_saves_is_one_change(tmp_path):
 
     changed = wait_polling([tmp_path], sleep=sleep)
     assert [p.name for p in changed] == ["loss.py", "train.py"], "one change for the whole burst"
+
+
+def test_watch_with_every_topic_done_ends_without_loading_the_grader(project, monkeypatch):
+    """The fork server and the zygote start at the first check (grader.grading.warm_judges): a watch with nothing
+    left to check does not start them, so it ends at once."""
+    from click.testing import CliRunner
+
+    import grader.grading
+    from grader.cli import cli
+
+    folder, env = project
+    saved = folder / ".learnkd" / "progress.json"
+    progress = json.loads(saved.read_text())
+    progress["topics"]["loss"] = {"status": "done", "passed": 1, "total": 1}
+    saved.write_text(json.dumps(progress))
+    started = []
+    monkeypatch.setattr(grader.grading, "warm_judges", lambda *args: started.append(args))
+    result = CliRunner().invoke(cli, ["watch", "--path", str(folder / "exercises")])
+    assert result.exit_code == 0, result.output
+    assert "every topic passes" in result.output and started == []
