@@ -170,6 +170,22 @@ def test_an_unknown_topic_exits_2(project):
     assert learnkd("check", "distillation").exit_code == 2
 
 
+def test_check_all_keeps_its_teacher_in_the_user_cache_unless_told_no_cache(project, monkeypatch, mnist_dir):
+    """The request `check all` hands the grader (its run: tests/test_check_all.py and tests/test_progress.py)."""
+    asked = []
+
+    def run_grading(request, **_):
+        asked.append(request.cache_dir)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("grader.grading.run_grading", run_grading)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project / "cache"))
+    for flags in ([], ["--no-cache"]):
+        result = CliRunner().invoke(cli, ["check", "all", "--solutions", "--data-dir", str(mnist_dir), *flags])
+        assert str(result.exception) == "stop here", result.output
+    assert asked == [str(project / "cache" / "learnkd" / "teachers"), None]
+
+
 # ---------------------------------------------------------------------------------------------------
 # check: grading (each runs the grading process: a few seconds)
 

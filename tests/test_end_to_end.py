@@ -226,7 +226,8 @@ def test_the_reference_trains_in_the_worker_and_the_judge_measures_it(tmp_path, 
     assert set(teacher.latency_ms) == {1, 1000}
     assert len(list(cache.glob("teacher-*.pt"))) == 1
 
-    second = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT, sandboxed=True)
+    # The runs on the cache: the worker's code in this process (its start in a sandbox is the first run's)
+    second = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT)
     assert second.reports[TEACHER].cached, "the same files, settings and data: the cached teacher"
     assert second.reports[TEACHER].accuracy == teacher.accuracy
     assert second.reports[TEACHER].losses == teacher.losses
@@ -236,7 +237,7 @@ def test_the_reference_trains_in_the_worker_and_the_judge_measures_it(tmp_path, 
     [entry_file] = cache.glob("teacher-*.pt")
     entry = torch.load(entry_file, weights_only=True)
     torch.save({**entry, "accuracy": 0.999}, entry_file)  # an entry whose graph does not give its accuracy
-    third = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT, sandboxed=True)
+    third = run_end_to_end(folder, tmp_path, mnist_dir, cache_dir=cache, limit=LIMIT)
     assert not third.reports[TEACHER].cached, "an entry that does not hold up is not used"
     assert third.reports[TEACHER].accuracy == teacher.accuracy, "trained again: the same files, settings and data"
 

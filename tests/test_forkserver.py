@@ -77,3 +77,21 @@ def test_the_server_sees_a_grader_that_stopped_waiting():
     ours.close()
     assert given_up(theirs)
     theirs.close()
+
+
+def test_a_check_module_that_cannot_be_collected_leaves_its_traceback_in_the_judges_log(tmp_path, capfd):
+    """The judge runs pytest with --tb=no (a failed check's message is its own), so it writes a collection error
+    itself: the end of its log is what a learner is shown when the checks could not start (crash_reason)."""
+    import pytest as pytest_
+
+    from grader.grading import channel, judge
+
+    broken = tmp_path / "test_broken.py"
+    broken.write_text("import learnkd_no_such_module\n")
+    collector = judge.Collector(channel.Writer(os.open(os.devnull, os.O_WRONLY), b"k" * 32), str(tmp_path), 5.0)
+    assert "--tb=no" in judge.pytest_args(GradingRequest(path=str(tmp_path), topics=["loss"]), "request.json")
+    code = pytest_.main([str(broken), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
+                        plugins=[collector])
+    assert code == 2 and collector.collect_errors == 1
+    out = capfd.readouterr().out
+    assert "ModuleNotFoundError" in out and "learnkd_no_such_module" in out and "test_broken.py" in out, out

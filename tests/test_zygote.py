@@ -48,6 +48,7 @@ def look():
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
     seen["caps"] = [int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb")]
     seen["no_new_privs"] = status["NoNewPrivs"].strip()
+    seen["dynamo"] = "torch._dynamo" in sys.modules  # what a first optimizer or export would import
     seen["python_missing"] = [p for p in [sys.executable, *sys.path]
                               if p and not p.endswith(".zip") and not os.path.exists(p)]
     try:
@@ -85,6 +86,26 @@ def linger():
     while True:
         time.sleep(0.1)
 '''
+
+
+def test_a_batch_loads_what_training_needs_only_for_topics_that_train(monkeypatch):
+    """torch._dynamo (which a first optimizer or torch.export imports) costs 2.6 s of CPU: the zygote of a batch on
+    `loss` and `evaluate` does not load it, one on `train`, `models` or `all` does, and so does `learnkd watch`'s."""
+    from grader import grading
+
+    made = []
+
+    class Recorded:
+        def __init__(self, popen_args=None, training=True):
+            made.append(training)
+            raise ZygoteGone("recorded")
+
+    monkeypatch.setattr("grader.grading.zygote.Zygote", Recorded)
+    monkeypatch.setattr(grading, "Judges", lambda *args: None)
+    for topics in (["loss", "evaluate"], ["loss", "train"], ["models"], ["all"], None):
+        with grading.warm_judges(sandbox.BWRAP, "cpu", topics):
+            pass
+    assert made == [False, True, True, True, True]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +172,7 @@ def test_two_forked_workers_share_nothing_they_can_write_and_see_nothing_of_each
             assert seen["network"] != "connected"
             assert seen["kernel_setting"] != "written", "the kernel's settings are read-only"
             assert seen["user_namespace"] != "made", "no user namespace inside (cgroupfs could be mounted in one)"
+            assert seen["dynamo"], "a zygote for training loaded it once for all its workers"
     finally:
         first.stop()
         second.stop()
@@ -219,8 +241,8 @@ def test_without_a_zygote_the_worker_starts_in_a_sandbox_of_its_own(tmp_path):
 def test_a_zygote_that_cannot_make_a_workers_namespaces_says_why(monkeypatch):
     real = sandbox.zygote_command
 
-    def home_in_proc(fd):  # the zygote is told to make each worker's HOME where no folder can be made
-        return [arg.replace(json.dumps(sandbox.HOME), json.dumps("/proc/learnkd-home")) for arg in real(fd)]
+    def home_in_proc(fd, training):  # the zygote is told to make each worker's HOME where no folder can be made
+        return [arg.replace(json.dumps(sandbox.HOME), json.dumps("/proc/learnkd-home")) for arg in real(fd, training)]
 
     monkeypatch.setattr(sandbox, "zygote_command", home_in_proc)
     z = Zygote()

@@ -41,6 +41,11 @@ def schedule() -> dict:
     return dict(_data()["schedule"])
 
 
+def trains(name: str) -> bool:
+    """Whether grading ``name`` trains models (its checks on an MNIST subset, or `all` end to end)."""
+    return name == ALL or get_topic(name).uses_mnist
+
+
 def topic_names() -> list[str]:
     return [t.name for t in topics()]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.grading.results import CheckResult
-from grader.course.topics import ALL, topic_names
+from grader.course.topics import ALL, topic_names, trains
 from grader.grading import channel, sandbox
 from grader.grading.forkserver import Judges, ServerGone
 from grader.grading.request import GradingRequest
@@ -272,18 +272,19 @@ def run_grading(request: GradingRequest, timeout: float | None = None, memory_mb
 
 
 @contextmanager
-def warm_judges(kind: str, device: str = "cpu"):
+def warm_judges(kind: str, device: str = "cpu", topics: list[str] | None = None):
     """For gradings one after another or side by side (`learnkd grade`'s batch, `learnkd watch`'s checks): a fork
     server of judges (``Judges``) and, with bubblewrap on the CPU, the zygote their workers are forked from
-    (``grader.grading.zygote``), each loading PyTorch once. Yields the Judges to pass to ``run_grading``, or None
-    when no fork server could start (each judge then starts as a process of its own); ends both."""
+    (``grader.grading.zygote``), each loading PyTorch once. ``topics``: those the gradings will check (None: any),
+    which say whether the workers will train. Yields the Judges to pass to ``run_grading``, or None when no fork
+    server could start (each judge then starts as a process of its own); ends both."""
     from grader.grading.worker_process import WorkerGone, worker_user
     from grader.grading.zygote import Zygote, ZygoteGone
 
     judges = zygote = None
     if kind == sandbox.BWRAP and device == "cpu":
         try:
-            zygote = Zygote(worker_user())
+            zygote = Zygote(worker_user(), training=topics is None or any(trains(t) for t in topics))
         except (ZygoteGone, WorkerGone, OSError):  # each worker starts in a sandbox of its own
             pass
     try:

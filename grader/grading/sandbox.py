@@ -218,11 +218,12 @@ def _works(command: list[str]) -> bool:
         return False
 
 
-def zygote_command(fd: int) -> list[str]:
+def zygote_command(fd: int, training: bool = True) -> list[str]:
     """The command line that starts the worker zygote (``grader.worker.zygote``) in a bubblewrap sandbox of its
-    own, on the control socket ``fd``: a worker's view, without a submission."""
+    own, on the control socket ``fd``: a worker's view, without a submission. ``training``: its workers will train
+    or export models (``grader.worker.zygote.preload``)."""
     start = json.dumps({"fd": fd, "own": ["/tmp", SUBMISSION, SCRATCH], "home": HOME, "workdir": SUBMISSION,
-                        "tmpfs_bytes": TMPFS_BYTES, "proc_covered": PROC_COVERED})
+                        "tmpfs_bytes": TMPFS_BYTES, "proc_covered": PROC_COVERED, "training": training})
     code = (f"import sys; sys.path.insert(0, {MOUNT!r}); "
             f"from learnkd_worker.zygote import main; main({start!r})")
     return bwrap_command([sys.executable, "-I", "-c", code], None, zygote=True)

@@ -30,14 +30,15 @@ class ZygoteGone(Exception):
 class Zygote:
     """The worker zygote of one batch or watch; pass ``fd`` to each judge, ``close`` when they are done."""
 
-    def __init__(self, popen_args: dict | None = None):
+    def __init__(self, popen_args: dict | None = None, training: bool = True):
         """Start the zygote; it loads PyTorch while the rest starts (the first workers asked for wait for it).
-        ``popen_args``: the user the sandbox runs as (``worker_process.worker_user``)."""
+        ``popen_args``: the user the sandbox runs as (``worker_process.worker_user``); ``training``: its workers will
+        train or export models, so it loads what they need for that too."""
         if sandbox.kind() != sandbox.BWRAP:
             raise ZygoteGone("the worker zygote needs bubblewrap")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control = ours
-        self.proc = subprocess.Popen(sandbox.zygote_command(theirs.fileno()), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(sandbox.zygote_command(theirs.fileno(), training), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      pass_fds=(theirs.fileno(),), **(popen_args or {}))
         theirs.close()
