@@ -27,13 +27,13 @@ def mnist_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_judges():
     """For tests that run `learnkd check` in their own process (click's CliRunner): a function giving the click obj
-    under which the module's gradings share one fork server of judges and one zygote
-    (grader.grading.warm_judges), started at its first call, as `learnkd watch`'s checks share them. Those
-    tests read how a submission is graded and reported; a judge starting on its own is tested by running the
-    real command (tests/test_cli.py, tests/test_data.py)."""
+    under which their gradings share one fork server of judges and one zygote (grader.grading.warm_judges), started
+    at its first call and kept for the pytest process, as `learnkd watch`'s checks share them. Those tests read how
+    a submission is graded and reported; a judge starting on its own is tested by running the real command
+    (tests/test_cli.py, tests/test_data.py, tests/test_github_classroom.py)."""
     from grader.cli import WARM_JUDGES
     from grader.grading import sandbox, warm_judges
 

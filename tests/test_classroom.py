@@ -131,14 +131,14 @@ def test_grade_with_a_malformed_points_file_is_exit_2_before_grading(tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_check_json_with_a_malformed_points_file_is_exit_2(tmp_path):
+def test_check_json_with_a_malformed_points_file_is_exit_2_before_grading(tmp_path):
     (tmp_path / "points.toml").write_text("default = [1]\n")
     env = dict(os.environ, LEARNKD_POINTS=str(tmp_path / "points.toml"))
     proc = subprocess.run([str(LEARNKD), "check", "loss", "--solutions", "--json", str(tmp_path / "r.json")],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "default is [1]" in proc.stderr and "Traceback" not in proc.stderr
+    assert "checks" not in proc.stdout and not (tmp_path / "r.json").exists(), "nothing was graded"
 
 
 def test_grade_refuses_without_a_sandbox_unless_told(tmp_path, monkeypatch):

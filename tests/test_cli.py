@@ -187,7 +187,12 @@ def test_check_all_keeps_its_teacher_in_the_user_cache_unless_told_no_cache(proj
 
 
 # ---------------------------------------------------------------------------------------------------
-# check: grading (each runs the grading process: a few seconds)
+# check: grading (each runs a judge and a worker, forked from this process's warm ones: tests/conftest.py's
+# shared_judges; a judge of its own: test_the_real_command_in_a_process_of_its_own)
+
+
+def check(shared_judges, *args: str):
+    return CliRunner().invoke(cli, ["check", *args], obj=shared_judges(), catch_exceptions=False)
 
 
 GRADESCOPE_VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
@@ -233,9 +238,9 @@ def assert_gradescope_results(results: dict, topic: str) -> None:
     assert len(numbers) == len(tests)  # each test its own number
 
 
-def test_check_loss_on_the_solutions_passes_and_writes_gradescope_json(project):
+def test_check_loss_on_the_solutions_passes_and_writes_gradescope_json(project, shared_judges):
     out = project / "results" / "results.json"
-    result = learnkd("check", "loss", "--solutions", "--json", str(out))
+    result = check(shared_judges, "loss", "--solutions", "--json", str(out))
     assert result.exit_code == 0, result.output
     assert re.search(r"^loss\s+✓\s+(\d+)/\1 checks", result.output, re.M), result.output
     assert not (project / ".learnkd").exists()  # grading the reference records no progress
@@ -249,9 +254,9 @@ def test_check_loss_on_the_solutions_passes_and_writes_gradescope_json(project):
 
 
 @pytest.mark.slow
-def test_check_on_untouched_exercises_is_not_started_and_fails(project):
+def test_check_on_untouched_exercises_is_not_started_and_fails(project, shared_judges):
     out = project / "results.json"
-    result = learnkd("check", "loss", "--json", str(out))
+    result = check(shared_judges, "loss", "--json", str(out))
     assert result.exit_code == 1, result.output
     assert re.search(r"^loss\s+·\s+not started", result.output, re.M), result.output
     assert "learnkd hint loss" in result.output
@@ -264,9 +269,9 @@ def test_check_on_untouched_exercises_is_not_started_and_fails(project):
 
 
 @pytest.mark.slow
-def test_check_without_a_topic_grades_the_next_one_not_done(project):
+def test_check_without_a_topic_grades_the_next_one_not_done(project, shared_judges):
     write_progress(project, {"models": {"status": "done", "passed": 4, "total": 4}})
-    result = learnkd("check")
+    result = check(shared_judges)
     assert "grading the next topic not done: loss" in result.output
     assert re.search(r"^loss\s+·\s+not started", result.output, re.M), result.output
     assert result.exit_code == 1
@@ -284,16 +289,16 @@ def broken_submission(project: Path) -> tuple[Path, int]:
 
 
 @pytest.mark.slow
-def test_a_syntax_error_is_one_message_with_file_and_line_and_other_topics_still_grade(project):
+def test_a_syntax_error_is_one_message_with_file_and_line_and_other_topics_still_grade(project, shared_judges):
     folder, line = broken_submission(project)
-    result = learnkd("check", "loss", "--path", str(folder))
+    result = check(shared_judges, "loss", "--path", str(folder))
     assert result.exit_code == 1, result.output
     found = re.findall(r"submission/loss\.py:(\d+): SyntaxError", result.output)
     assert len(found) == 1, result.output  # said once, however many checks it fails
     assert line <= int(found[0]) <= line + 2  # Python reports the unclosed bracket where it gives up
     assert "Traceback" not in result.output
     # evaluate.py does not depend on loss.py: it is graded as usual
-    result = learnkd("check", "evaluate", "--path", str(folder))
+    result = check(shared_judges, "evaluate", "--path", str(folder))
     assert result.exit_code == 0, result.output
     assert re.search(r"^evaluate\s+✓\s+(\d+)/\1 checks", result.output, re.M), result.output
     assert "SyntaxError" not in result.output

@@ -10,6 +10,7 @@ table as `learnkd grade` and Gradescope), so a class graded either way adds up t
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -56,17 +57,23 @@ class ClassroomError(Exception):
     """The workflow cannot be written: one paragraph."""
 
 
-def topic_points() -> dict[str, float]:
-    """Each topic's points: the sum of the points of its checks (collected, not run, in a process of its own)."""
-    names = [*topic_names(), ALL]
+@functools.lru_cache(maxsize=1)
+def collected_checks() -> tuple[tuple[str, str], ...]:
+    """Every check as (id, topic): collected, not run, in a process of its own (it imports PyTorch: seconds), once
+    a process, as the checks are the installed grader's."""
     proc = subprocess.run([sys.executable, "-c", _COLLECT, str(CHECKS_DIR)],
                           capture_output=True, text=True)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("LEARNKD-CHECKS ")), None)
     if proc.returncode != 0 or line is None:
         raise ClassroomError(f"The checks in {CHECKS_DIR} could not be collected to count their points: "
                              f"{(proc.stdout + proc.stderr).strip()[-500:]}")
-    totals = {name: 0.0 for name in names}
-    for check_id, topic in json.loads(line[len("LEARNKD-CHECKS "):]):
+    return tuple((check_id, topic) for check_id, topic in json.loads(line[len("LEARNKD-CHECKS "):]))
+
+
+def topic_points() -> dict[str, float]:
+    """Each topic's points: the sum of the points of its checks (points.toml is read each time)."""
+    totals = {name: 0.0 for name in [*topic_names(), ALL]}
+    for check_id, topic in collected_checks():
         if topic in totals:
             totals[topic] += points(check_id, topic)
     return totals

@@ -173,11 +173,15 @@ def check(topic, path, solutions, notebook, json_file, data_dir, device, seed, n
     if topic == ALL:  # minutes of work: say so at once (checking the data takes a second, PyTorch seconds to load)
         click.echo("grading all: every topic's checks, then three trainings on MNIST (minutes); checking the data",
                    err=True)
+    from grader.course.points import PointsError, load_points
+
     try:
         check_device(device)
         if topic == ALL or get_topic(topic).uses_mnist:
             check_data(str(data_dir) if data_dir else None)
-    except GradingError as err:
+        if json_file:
+            load_points()  # --json writes each check's points: a malformed points file is said before grading
+    except (GradingError, PointsError) as err:
         raise UserError(str(err)) from None
     from grader.lab.teacher_cache import default_cache_dir
 
@@ -534,6 +538,6 @@ def main() -> None:
     wait_asleep()  # before anything imports PyTorch: `reference`, `report` and `experiment` train in this process
     try:
         cli(prog_name="learnkd")
-    except PointsError as err:  # points are read when results are written (check --json): one paragraph, exit 2
+    except PointsError as err:  # a points file that broke after the start (`check --json` reads it first): exit 2
         UserError(str(err)).show()
         sys.exit(EXIT_USAGE)
