@@ -33,17 +33,24 @@ def shared_judges():
     under which their gradings share one fork server of judges and one zygote (grader.grading.warm_judges), started
     at its first call and kept for the pytest process, as `learnkd watch`'s checks share them. Those tests read how
     a submission is graded and reported; a judge starting on its own is tested by running the real command
-    (tests/test_cli.py, tests/test_data.py, tests/test_github_classroom.py)."""
+    (tests/test_cli.py, tests/test_data.py, tests/test_github_classroom.py). Its judges have the environment of
+    the first test that asked: a later test that changed what a judge reads fails here, at once."""
     from grader.cli import WARM_JUDGES
     from grader.grading import sandbox, warm_judges
+
+    def read() -> dict:
+        return {k: os.environ.get(k) for k in ("HOME", "XDG_CACHE_HOME", "LEARNKD_DATA", "LEARNKD_POINTS", "TMPDIR")}
 
     with contextlib.ExitStack() as stack:
         started = []
 
         def obj() -> dict:
             if not started:
-                started.append(stack.enter_context(warm_judges(sandbox.kind())))
-            return {WARM_JUDGES: started[0]}
+                started.append((stack.enter_context(warm_judges(sandbox.kind())), read()))
+            judges, environment = started[0]
+            assert read() == environment, "these judges were started with another environment: grade with a judge " \
+                                          "of its own (no obj) where a test sets one"
+            return {WARM_JUDGES: judges}
 
         yield obj
 

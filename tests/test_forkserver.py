@@ -80,18 +80,42 @@ def test_the_server_sees_a_grader_that_stopped_waiting():
 
 
 def test_a_check_module_that_cannot_be_collected_leaves_its_traceback_in_the_judges_log(tmp_path, capfd):
-    """The judge runs pytest with --tb=no (a failed check's message is its own), so it writes a collection error
-    itself: the end of its log is what a learner is shown when the checks could not start (crash_reason)."""
+    """The judge runs pytest with --tb=no (a failed check's message is its own), so it writes where a check module
+    failed to import itself: the end of its log is what a user is shown when the checks could not start
+    (grader.grading.crash_reason). An import that fails, and code of the module that raises."""
     import pytest as pytest_
 
     from grader.grading import channel, judge
 
-    broken = tmp_path / "test_broken.py"
-    broken.write_text("import learnkd_no_such_module\n")
-    collector = judge.Collector(channel.Writer(os.open(os.devnull, os.O_WRONLY), b"k" * 32), str(tmp_path), 5.0)
+    (tmp_path / "test_missing.py").write_text("import learnkd_no_such_module\n")
+    (tmp_path / "test_raises.py").write_text("def table():\n    raise RuntimeError('no such topic')\n\n\nTABLE = table()\n")
     assert "--tb=no" in judge.pytest_args(GradingRequest(path=str(tmp_path), topics=["loss"]), "request.json")
-    code = pytest_.main([str(broken), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
-                        plugins=[collector])
-    assert code == 2 and collector.collect_errors == 1
+    with open(os.devnull, "wb") as null:
+        collector = judge.Collector(channel.Writer(null.fileno(), b"k" * 32), str(tmp_path), 5.0)
+        code = pytest_.main([str(tmp_path), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
+                            plugins=[collector])
+    assert code == 2 and collector.collect_errors == 2
     out = capfd.readouterr().out
-    assert "ModuleNotFoundError" in out and "learnkd_no_such_module" in out and "test_broken.py" in out, out
+    assert "ModuleNotFoundError" in out and "learnkd_no_such_module" in out and "test_missing.py" in out, out
+    assert "RuntimeError: no such topic" in out and "test_raises.py:5" in out and "test_raises.py:2" in out, out
+
+
+def test_a_check_that_fails_by_a_bug_of_the_grader_leaves_where_in_the_judges_log(tmp_path, capfd):
+    """A learner reads a failed check's own words; a check that raised by itself ("a bug in the grader") also leaves
+    its traceback in the judge's log, for whoever fixes it, and a check that failed as checks do leaves none."""
+    import pytest as pytest_
+
+    from grader.grading import channel, judge
+
+    (tmp_path / "test_checks.py").write_text(
+        "from grader.grading.checking import CheckFailed\n\n\n"
+        "def test_grader_bug():\n    {}['tolerance']\n\n\n"
+        "def test_wrong_value():\n    raise CheckFailed('your soft_targets is off by 0.1')\n")
+    with open(os.devnull, "wb") as null:
+        collector = judge.Collector(channel.Writer(null.fileno(), b"k" * 32), str(tmp_path), 5.0)
+        code = pytest_.main([str(tmp_path), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
+                            plugins=[collector])
+    assert code == 1
+    out = capfd.readouterr().out
+    assert "test_checks.py:5: in test_grader_bug" in out and "KeyError: 'tolerance'" in out, out
+    assert "test_wrong_value" not in out.split("short test summary")[0], "a check's own failure has no traceback"

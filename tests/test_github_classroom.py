@@ -109,8 +109,9 @@ def test_the_mnist_step_runs_here(written, student_repository):
 
 def test_a_grading_command_runs_here_on_a_student_repository(written, student_repository):
     """The `loss` step passes on a student's repository holding the reference. Every step's command is `learnkd check
-    TOPIC` (the structure test above); the `all` step, which grades every topic's checks in the same layout, runs in
-    tests/test_check_all.py on all of MNIST and in tests/test_progress.py with a cached teacher."""
+    TOPIC` (the structure test above). The `all` step runs on such a repository in tests/test_progress.py, on a
+    subset of MNIST with a cached teacher (where the floors may fail); that the same `learnkd check all` passes on
+    the reference with all of MNIST is tests/test_check_all.py (with --solutions, on a terminal)."""
     _, workflow = written
     [step] = [s for s in graders(workflow) if s["with"]["test-name"] == "loss"]
     proc = run_step(step["with"]["command"], *student_repository)

@@ -316,7 +316,8 @@ def grade_batch(sources: list[Path], out: Path, options: Options,
         handins = [prepare(s, work, n, graded_topics) for s, n in zip(sources, names)]
         done: dict[str, Graded] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
-        warm = warm_judges(kind, options.device, options.topics) if sum(not h.problem for h in handins) > 1 else nullcontext()
+        several = sum(not h.problem for h in handins) > 1
+        warm = warm_judges(kind, options.device, options.topics) if several else nullcontext()
         with warm as judges:
             try:
                 futures = [pool.submit(grade_one, h, options, kind, judges) for h in handins]

@@ -71,7 +71,7 @@ def collected_checks() -> tuple[tuple[str, str], ...]:
 
 
 def topic_points() -> dict[str, float]:
-    """Each topic's points: the sum of the points of its checks (points.toml is read each time)."""
+    """Each topic's points: the sum of the points of its checks, from the points file (``points``)."""
     totals = {name: 0.0 for name in [*topic_names(), ALL]}
     for check_id, topic in collected_checks():
         if topic in totals:

@@ -96,6 +96,14 @@ def explain(err: BaseException, folder: str, timeout: float) -> dict:
             "frames": [], "not_started": False}
 
 
+def grader_traceback(excinfo, node) -> None:
+    """Where the grader itself failed, from ``node``'s file (a check module) on, into the judge's log (pytest runs
+    with --tb=no: ``pytest_args``), whose end a crash report quotes (``grader.grading.crash_reason``); in-process
+    gradings (the project's tests) print it."""
+    excinfo.traceback = excinfo.traceback.cut(path=node.path)
+    print(excinfo.getrepr(style="short"), flush=True)
+
+
 class Collector:
     """A pytest plugin that sends the list of checks, then each check's result, through the channel."""
 
@@ -109,8 +117,16 @@ class Collector:
 
     def pytest_collectreport(self, report):
         self.collect_errors += report.failed
-        if report.failed:  # --tb=no leaves it out of the log, whose end a crash report quotes (crash_reason)
-            print(report.longreprtext, flush=True)
+
+    def pytest_exception_interact(self, node, call, report):
+        if report.when == "collect":  # a check module that cannot be imported: a bug in the grader
+            import pytest
+
+            err = call.excinfo.value
+            if isinstance(err, pytest.Collector.CollectError):  # pytest's own words, with the traceback
+                print(err.args[0] if err.args else err, flush=True)
+            else:
+                grader_traceback(call.excinfo, node)
 
     def pytest_collection_finish(self, session):
         # Sent before any learner code runs: the grader knows every check even if the run dies.
@@ -129,6 +145,10 @@ class Collector:
                       "output": getattr(item, "learnkd_output", "")}
             if report.failed and call.excinfo is not None:
                 record.update(explain(call.excinfo.value, self.folder, self.timeout))
+                from grader.grading.checking import CheckFailed  # loaded by the checks already
+
+                if not isinstance(call.excinfo.value, (CheckFailed, WorkerGone, LearnerError)):
+                    grader_traceback(call.excinfo, item)  # "a bug in the grader": where, for whoever fixes it
             elif report.skipped and call.excinfo is not None:
                 value = call.excinfo.value
                 record["message"] = str(getattr(value, "msg", value))
