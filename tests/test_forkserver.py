@@ -1,14 +1,16 @@
-"""Judges forked from the batch's fork server (grader.grading.forkserver) grade as judges started on their own."""
+"""Judges forked from the batch's fork server (grader.grading.forkserver) grade as judges started on their own; where
+the grader itself fails, the judge writes it to its log (grader.grading.judge.Collector)."""
 
 import os
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 
 from bank import entries, submission_with
 
-from grader.grading import judge_environment, run_grading
+from grader.grading import channel, judge, judge_environment, run_grading
 from grader.grading.forkserver import Judges, given_up
 from grader.grading.request import GradingRequest
 from grader.grading.results import by_topic
@@ -79,21 +81,24 @@ def test_the_server_sees_a_grader_that_stopped_waiting():
     theirs.close()
 
 
+def judged(folder: Path):
+    """pytest on the check modules of ``folder`` with the judge's Collector and its --tb=no (``judge.pytest_args``),
+    in this process: its exit code and the Collector. What the judge writes to its log is this process's stdout."""
+    assert "--tb=no" in judge.pytest_args(GradingRequest(path=str(folder), topics=["loss"]), "request.json")
+    with open(os.devnull, "wb") as null:
+        collector = judge.Collector(channel.Writer(null.fileno(), b"k" * 32), str(folder), 5.0)
+        code = pytest.main([str(folder), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder)],
+                           plugins=[collector])
+    return code, collector
+
+
 def test_a_check_module_that_cannot_be_collected_leaves_its_traceback_in_the_judges_log(tmp_path, capfd):
     """The judge runs pytest with --tb=no (a failed check's message is its own), so it writes where a check module
     failed to import itself: the end of its log is what a user is shown when the checks could not start
     (grader.grading.crash_reason). An import that fails, and code of the module that raises."""
-    import pytest as pytest_
-
-    from grader.grading import channel, judge
-
     (tmp_path / "test_missing.py").write_text("import learnkd_no_such_module\n")
     (tmp_path / "test_raises.py").write_text("def table():\n    raise RuntimeError('no such topic')\n\n\nTABLE = table()\n")
-    assert "--tb=no" in judge.pytest_args(GradingRequest(path=str(tmp_path), topics=["loss"]), "request.json")
-    with open(os.devnull, "wb") as null:
-        collector = judge.Collector(channel.Writer(null.fileno(), b"k" * 32), str(tmp_path), 5.0)
-        code = pytest_.main([str(tmp_path), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
-                            plugins=[collector])
+    code, collector = judged(tmp_path)
     assert code == 2 and collector.collect_errors == 2
     out = capfd.readouterr().out
     assert "ModuleNotFoundError" in out and "learnkd_no_such_module" in out and "test_missing.py" in out, out
@@ -103,18 +108,11 @@ def test_a_check_module_that_cannot_be_collected_leaves_its_traceback_in_the_jud
 def test_a_check_that_fails_by_a_bug_of_the_grader_leaves_where_in_the_judges_log(tmp_path, capfd):
     """A learner reads a failed check's own words; a check that raised by itself ("a bug in the grader") also leaves
     its traceback in the judge's log, for whoever fixes it, and a check that failed as checks do leaves none."""
-    import pytest as pytest_
-
-    from grader.grading import channel, judge
-
     (tmp_path / "test_checks.py").write_text(
         "from grader.grading.checking import CheckFailed\n\n\n"
         "def test_grader_bug():\n    {}['tolerance']\n\n\n"
         "def test_wrong_value():\n    raise CheckFailed('your soft_targets is off by 0.1')\n")
-    with open(os.devnull, "wb") as null:
-        collector = judge.Collector(channel.Writer(null.fileno(), b"k" * 32), str(tmp_path), 5.0)
-        code = pytest_.main([str(tmp_path), "--tb=no", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
-                            plugins=[collector])
+    code, _ = judged(tmp_path)
     assert code == 1
     out = capfd.readouterr().out
     assert "test_checks.py:5: in test_grader_bug" in out and "KeyError: 'tolerance'" in out, out
