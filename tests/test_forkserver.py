@@ -31,24 +31,23 @@ def test_a_forked_judge_grades_as_a_judge_of_its_own_and_a_dead_server_is_starte
     with open(folder / "loss.py", "a") as f:
         f.write('\nimport sys\nprint("printed by the learner", file=sys.stderr)\n')
     request = GradingRequest(path=str(folder), topics=["loss"], data_dir=str(mnist_dir))
-    alone = verdicts(run_grading(request, quiet=True))
-    assert any(status == "failed" for status, *_ in alone.values())
     judges = Judges(judge_environment())
     try:
         capfd.readouterr()
-        forked = run_grading(request, quiet=True, judges=judges)  # as `learnkd grade` runs them
-        assert verdicts(forked) == alone
+        forked = verdicts(run_grading(request, quiet=True, judges=judges))  # as `learnkd grade` runs them
+        assert any(status == "failed" for status, *_ in forked.values())
         assert "printed by the learner" not in capfd.readouterr().err, "a quiet run's output goes to its log"
         forks, start = [], judges.start
         judges.start = lambda *args: forks.append(args[4]) or start(*args)
         on_terminal = run_grading(request, judges=judges)  # as `learnkd watch` runs them
         judges.start = start
         assert forks == [2], "the judge was forked, its stderr this process's"
-        assert verdicts(on_terminal) == alone
+        assert verdicts(on_terminal) == forked
         assert "printed by the learner" in capfd.readouterr().err, "the learner's output reaches the terminal"
         os.kill(judges.proc.pid, signal.SIGKILL)
         judges.proc.wait()
-        assert verdicts(run_grading(request, quiet=True, judges=judges)) == alone, "a judge of its own instead"
+        alone = verdicts(run_grading(request, quiet=True, judges=judges))  # the server is dead: a judge of its own
+        assert alone == forked, "a forked judge grades as a judge of its own"
     finally:
         judges.close()
 

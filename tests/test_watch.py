@@ -148,3 +148,29 @@ def test_watch_with_every_topic_done_ends_without_loading_the_grader(project, mo
     result = CliRunner().invoke(cli, ["watch", "--path", str(folder / "exercises")])
     assert result.exit_code == 0, result.output
     assert "every topic passes" in result.output and started == []
+
+
+def test_watch_starts_its_workers_for_the_topics_left(project, monkeypatch):
+    """The zygote loads what training needs only when a topic left to check trains (grader.grading.warm_judges):
+    with models and train done, loss and evaluate are left, and neither trains."""
+    from click.testing import CliRunner
+
+    import grader.grading
+    from grader.cli import cli
+    from grader.course.topics import trains
+
+    folder, env = project
+    saved = folder / ".learnkd" / "progress.json"
+    progress = json.loads(saved.read_text())
+    del progress["topics"]["evaluate"]
+    saved.write_text(json.dumps(progress))
+    asked = []
+
+    def warm_judges(kind, device="cpu", topics=None):
+        asked.append(topics)
+        raise KeyboardInterrupt  # stands for Ctrl-C before anything starts: nothing is graded
+
+    monkeypatch.setattr(grader.grading, "warm_judges", warm_judges)
+    result = CliRunner().invoke(cli, ["watch", "--path", str(folder / "exercises")])
+    assert result.exit_code == 0 and "progress is saved" in result.output, result.output
+    assert asked == [["loss", "evaluate"]] and not any(trains(t) for t in asked[0])

@@ -257,8 +257,9 @@ def watch(ctx, path, notebook, data_dir, poll):
                 click.echo(f"learnkd watch: checking {topic} ({time.strftime('%H:%M:%S')}; Ctrl-C stops)", err=True)
                 args = dict(topic=topic, path=None if notebook else folder, notebook=notebook, data_dir=data_dir)
                 graded = snapshot([target])  # the files as this check reads them: a save during it counts
-                if WARM_JUDGES not in shared:  # PyTorch and the checks load once, at the first check, not at each
-                    shared[WARM_JUDGES] = warm.enter_context(warm_judges(sandbox.kind()))
+                if WARM_JUDGES not in shared:  # PyTorch and the checks load once, at the first check, not at each;
+                    # the workers load what training needs only if a topic left to check trains
+                    shared[WARM_JUDGES] = warm.enter_context(warm_judges(sandbox.kind(), topics=progress.topics_left()))
                 try:
                     ctx.invoke(check, **args)
                 except SystemExit as done:

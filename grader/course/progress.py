@@ -76,12 +76,13 @@ class Progress:
         entry = self.data["topics"].get(topic)
         return entry if isinstance(entry, dict) else {}
 
+    def topics_left(self) -> list[str]:
+        """The topics not done, in course order."""
+        return [name for name in topic_names() if self.status(name) != "done"]
+
     def next_topic(self) -> str | None:
         """The first topic in course order that is not done; None when all are."""
-        for name in topic_names():
-            if self.status(name) != "done":
-                return name
-        return None
+        return next(iter(self.topics_left()), None)
 
     def hints_shown(self, topic: str) -> int:
         value = self.data["hints"].get(topic, 0)
