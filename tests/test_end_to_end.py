@@ -234,17 +234,24 @@ def test_the_reference_trains_in_the_worker_and_the_judge_measures_it(tmp_path, 
     assert second.reports[TEACHER].losses == teacher.losses
     assert second.reports[DISTILLED].accuracy == distilled.accuracy, "distilled from the same weights, same seed"
 
-    # (that every file of the submission keys the entry: test_the_cache_key_covers_every_file_of_the_submission...)
-    [entry_file] = cache.glob("teacher-*.pt")
-    entry = torch.load(entry_file, weights_only=True)
-    torch.save({**entry, "accuracy": 0.999}, entry_file)  # an entry whose graph does not give its accuracy
-    copy = tmp_path / "copy-poisoned"
+    # An entry whose graph does not give its accuracy is not used: the judge reads the entry as the runs above do
+    # (Run.cached_teacher), takes it while it holds up, and would train the teacher again after. (That every file
+    # of the submission keys the entry: test_the_cache_key_covers_every_file_of_the_submission...)
+    copy = tmp_path / "copy-cache"
     copy_submission(folder, copy)
     worker = InProcessWorker(copy)
+
+    def reads_the_entry() -> bool:
+        run = end_to_end.Run(Remote(worker, 30.0), data_dir=str(mnist_dir), device="cpu", seed=0, cache_dir=cache,
+                             folder=copy, progress=False, log=lambda text: None, limit=LIMIT, train_timeout=60.0)
+        return run.cached_teacher()
+
     try:
-        run = end_to_end.Run(Remote(worker, 30.0), str(mnist_dir), "cpu", 0, cache, copy, False, print, LIMIT, 60.0)
-        assert teacher_cache.load(cache, run.key) is not None, "the third run reads the same entry"
-        assert not run.cached_teacher(), "an entry that does not hold up is not used: the teacher trains again"
+        assert reads_the_entry(), "the entry the runs above read"
+        [entry_file] = cache.glob("teacher-*.pt")
+        entry = torch.load(entry_file, weights_only=True)
+        torch.save({**entry, "accuracy": 0.999}, entry_file)
+        assert not reads_the_entry(), "an entry that does not hold up is not used"
     finally:
         worker.stop()
 
