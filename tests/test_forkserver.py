@@ -41,12 +41,13 @@ def test_a_forked_judge_grades_as_a_judge_of_its_own_and_a_dead_server_is_starte
         judges.start = lambda *args: forks.append(args[4]) or start(*args)
         on_terminal = run_grading(request, judges=judges)  # as `learnkd watch` runs them
         judges.start = start
-        assert forks == [2], "the judge was forked, its stderr this process's"
+        assert forks == [2] and judges.started == 2, "the judge was forked, its stderr this process's"
         assert verdicts(on_terminal) == forked
         assert "printed by the learner" in capfd.readouterr().err, "the learner's output reaches the terminal"
         os.kill(judges.proc.pid, signal.SIGKILL)
         judges.proc.wait()
-        alone = verdicts(run_grading(request, quiet=True, judges=judges))  # the server is dead: a judge of its own
+        alone = verdicts(run_grading(request, quiet=True, judges=judges))
+        assert judges.started == 2, "the server is dead: a judge of its own, not a third fork"
         assert alone == forked, "a forked judge grades as a judge of its own"
     finally:
         judges.close()

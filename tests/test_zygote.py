@@ -90,7 +90,8 @@ def linger():
 
 def test_a_batch_loads_what_training_needs_only_for_topics_that_train(monkeypatch):
     """torch._dynamo (which a first optimizer or torch.export imports) costs 2.6 s of CPU: the zygote of a batch on
-    `loss` and `evaluate` does not load it, one on `train`, `models` or `all` does, and so does `learnkd watch`'s."""
+    `loss` and `evaluate` does not load it, one on `train`, `models` or `all` does; `learnkd watch`'s does when a topic
+    left to check trains (tests/test_watch.py)."""
     from grader import grading
 
     made = []

@@ -258,7 +258,8 @@ def watch(ctx, path, notebook, data_dir, poll):
                 args = dict(topic=topic, path=None if notebook else folder, notebook=notebook, data_dir=data_dir)
                 graded = snapshot([target])  # the files as this check reads them: a save during it counts
                 if WARM_JUDGES not in shared:  # PyTorch and the checks load once, at the first check, not at each;
-                    # the workers load what training needs only if a topic left to check trains
+                    # the zygote loads what training needs only if a topic left now trains (a topic reset later is
+                    # checked all the same: its workers import it themselves)
                     shared[WARM_JUDGES] = warm.enter_context(warm_judges(sandbox.kind(), topics=progress.topics_left()))
                 try:
                     ctx.invoke(check, **args)

@@ -160,10 +160,11 @@ def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=Non
     """Train the learner's three models in the worker of ``remote`` and measure them here.
 
     ``folder``: the submission's files, which key the cached teacher (the judge's private copy);
-    ``progress``: the worker shows progress bars on its stderr; ``limit``: train on the first ``limit``
-    training images only, and ``timing_s``: seconds of latency timing per batch size beyond its least rounds
-    (default ``latency.BUDGET_S``), for the project's tests. The judge runs each returned graph on the test set
-    before the worker trains the next model.
+    ``progress``: the worker shows progress bars on its stderr. For the project's tests: ``limit``, train on the
+    first ``limit`` training images only; ``timing_s``, per batch size, the seconds of timed calls after which no
+    round starts once the least rounds are done (``latency.measure``'s ``budget_s``; a size not given keeps
+    ``latency.BUDGET_S``). The judge runs each returned graph on the test set before the worker trains the next
+    model.
     """
     with single_thread():
         return Run(remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout,
