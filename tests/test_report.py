@@ -27,7 +27,7 @@ QUICK = ["--limit", "300", "--epochs", "1"]  # 3 batches of 128: seconds, not mi
 
 
 def invoke(args: list[str], mnist_dir: Path, **env):
-    with pytest.MonkeyPatch.context() as mp:  # each model timed for the least rounds only: seconds saved a run
+    with pytest.MonkeyPatch.context() as mp:  # each model timed for the least rounds only: the times are not tested
         mp.setattr(latency, "BUDGET_S", dict.fromkeys(latency.BATCHES, 0.0))
         return CliRunner().invoke(cli, args, env={"LEARNKD_DATA": str(mnist_dir), **env}, catch_exceptions=False)
 
