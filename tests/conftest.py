@@ -56,6 +56,17 @@ def shared_judges():
 
 
 @pytest.fixture(scope="module")
+def least_timing():
+    """For a test module whose commands time models without testing the times (grader.lab.latency, in this
+    process): each model timed for its least rounds only, not for ``BUDGET_S`` (a second a batch size)."""
+    from grader.lab import latency
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(latency, "BUDGET_S", dict.fromkeys(latency.BATCHES, 0.0))
+        yield
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """Torch on one thread for a test module (grader.grading.checking.single_thread): tiny tensors, small models."""
     with single_thread():

@@ -36,8 +36,7 @@ with warnings.catch_warnings():  # its marks are registered by the checks' conft
     CHECKS = load_module(ROOT / "grader" / "checks" / "test_end_to_end.py")
 LIMIT = 2048  # training images of the slow tests: every path runs, in seconds
 FEW = 512  # training images where only the judge's reading of a failure is tested
-# each model timed for the least rounds only: the latencies are not tested here
-TIMING_S = dict.fromkeys((1, end_to_end.EXPORT_BATCH), 0.0)
+pytestmark = pytest.mark.usefixtures("least_timing")  # the latencies are measured, not tested, here
 
 CONSTANT = '''
 import torch
@@ -115,7 +114,7 @@ def run_end_to_end(folder: Path, tmp_path: Path, mnist_dir: Path, cache_dir=None
         process = InProcessWorker(copy)
     try:
         return end_to_end.run(Remote(process, 30.0), data_dir=str(mnist_dir), cache_dir=cache_dir, folder=copy,
-                              limit=limit, train_timeout=train_timeout, timing_s=TIMING_S)
+                              limit=limit, train_timeout=train_timeout)
     finally:
         process.stop()
 

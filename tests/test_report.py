@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import cli
-from grader.lab import latency
 from grader.lab.report import COLUMNS, EXPERIMENT_HINT, NOISE_POINTS, format_table, verdict
 from grader.course.stubs import SOLUTIONS, make_stub
 
@@ -27,9 +26,7 @@ QUICK = ["--limit", "300", "--epochs", "1"]  # 3 batches of 128: seconds, not mi
 
 
 def invoke(args: list[str], mnist_dir: Path, **env):
-    with pytest.MonkeyPatch.context() as mp:  # each model timed for the least rounds only: the times are not tested
-        mp.setattr(latency, "BUDGET_S", dict.fromkeys(latency.BATCHES, 0.0))
-        return CliRunner().invoke(cli, args, env={"LEARNKD_DATA": str(mnist_dir), **env}, catch_exceptions=False)
+    return CliRunner().invoke(cli, args, env={"LEARNKD_DATA": str(mnist_dir), **env}, catch_exceptions=False)
 
 
 def assert_png(path: Path) -> None:
@@ -38,8 +35,11 @@ def assert_png(path: Path) -> None:
     assert data.startswith(PNG_SIGNATURE) and len(data) > MIN_PNG_BYTES, f"{path.name} is not a real PNG ({len(data)} bytes)"
 
 
+pytestmark = pytest.mark.usefixtures("least_timing")  # the latencies are measured, not tested, here
+
+
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, mnist_dir):
+def reference_run(tmp_path_factory, mnist_dir, least_timing):
     out = tmp_path_factory.mktemp("reference")
     result = invoke(["reference", *QUICK, "--seeds", "2", "--out", str(out)], mnist_dir)
     return result, out

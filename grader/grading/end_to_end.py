@@ -156,25 +156,21 @@ def training_threads(remote, busy: float | None = None, machine: int | None = No
 
 def run(remote, data_dir=None, device: str = "cpu", seed: int = 0, cache_dir=None, folder: Path | None = None,
         progress: bool = False, log: Callable[[str], None] = lambda text: None, limit: int | None = None,
-        train_timeout: float = TRAIN_TIMEOUT_S, timing_s: dict[int, float] | None = None) -> EndToEnd:
+        train_timeout: float = TRAIN_TIMEOUT_S) -> EndToEnd:
     """Train the learner's three models in the worker of ``remote`` and measure them here.
 
     ``folder``: the submission's files, which key the cached teacher (the judge's private copy);
-    ``progress``: the worker shows progress bars on its stderr. For the project's tests: ``limit``, train on the
-    first ``limit`` training images only; ``timing_s``, per batch size, the seconds of timed calls after which no
-    round starts once the least rounds are done (``latency.measure``'s ``budget_s``; a size not given keeps
-    ``latency.BUDGET_S``). The judge runs each returned graph on the test set before the worker trains the next
-    model.
+    ``progress``: the worker shows progress bars on its stderr; ``limit``: train on the first ``limit``
+    training images only (the project's tests). The judge runs each returned graph on the test set
+    before the worker trains the next model.
     """
     with single_thread():
-        return Run(remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout,
-                   timing_s).run()
+        return Run(remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout).run()
 
 
 class Run:
-    def __init__(self, remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout,
-                 timing_s=None):
-        self.remote, self.log, self.timeout, self.timing_s = remote, log, train_timeout, timing_s
+    def __init__(self, remote, data_dir, device, seed, cache_dir, folder, progress, log, limit, train_timeout):
+        self.remote, self.log, self.timeout = remote, log, train_timeout
         self.start = time.perf_counter()
         self.plan = schedule()
         root, how = resolve_data_dir(data_dir)
@@ -320,7 +316,7 @@ class Run:
         if not any(f for fns in timed.values() for f in fns.values()):
             return
         self.log(f"timing the models: 1 image and {EXPORT_BATCH:,} images, interleaved, on one thread")
-        for name, by_batch in latency.measure(timed, batches=(1, EXPORT_BATCH), budget_s=self.timing_s).items():
+        for name, by_batch in latency.measure(timed, batches=(1, EXPORT_BATCH)).items():
             report = self.result.reports[name]
             report.latency_ms = {b: t.median_ms for b, t in by_batch.items()}
             report.latency_iqr_ms = {b: t.iqr_ms for b, t in by_batch.items()}
