@@ -16,6 +16,10 @@ from grader.grading.checking import single_thread  # noqa: E402  (imports PyTorc
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# The README's test command names the data relative to the project (LEARNKD_DATA=../shared/data); the tests run
+# commands from other folders (a student's repository, a notebook's kernel), which would read it from theirs.
+if os.environ.get("LEARNKD_DATA"):
+    os.environ["LEARNKD_DATA"] = str(Path(os.environ["LEARNKD_DATA"]).resolve())
 
 
 @pytest.fixture(scope="session")
